@@ -1,0 +1,9 @@
+"""MEGA (Moving Average Equipped Gated Attention) for fairseq.
+
+Importing this package registers its models and tasks with fairseq.
+"""
+from mega_fairseq import _compat
+
+_compat.allow_fairseq_checkpoint_globals()
+
+from mega_fairseq import models, tasks  # noqa: E402,F401  (registers archs/tasks with fairseq)

@@ -1,0 +1,1 @@
+"""MEGA model architectures registered with fairseq (placeholder; the models are added here)."""

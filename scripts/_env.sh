@@ -1,0 +1,45 @@
+# Shared environment setup for scripts/test.sh and scripts/demo.sh. Source it, then call
+#   mega_env_setup            # runtime deps:            pip install -e .
+#   mega_env_setup test       # plus test/hf extras:     pip install -e '.[test]'
+# It cds to the repository root, creates .venv if missing, activates it, installs
+# torch==2.13.0 on its own first (a later unpinned `torch` requirement would otherwise
+# make pip download a multi-GB CUDA build), then the package with constraints.txt.
+# Re-runs are quick: both steps are skipped when already done.
+
+MEGA_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MEGA_TORCH_VERSION="2.13.0"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+mega_env_setup() {
+    local extras="${1:-}"
+    local stamp=".venv/.mega_fairseq_installed"
+    cd "$MEGA_REPO_ROOT"
+
+    if [ ! -x .venv/bin/python ]; then
+        echo "[env] creating .venv with ${PYTHON:-python3}"
+        "${PYTHON:-python3}" -m venv .venv
+    fi
+    # shellcheck disable=SC1091
+    source .venv/bin/activate
+
+    if python -c "import sys, torch; sys.exit(torch.__version__.split('+')[0] != '$MEGA_TORCH_VERSION')" 2>/dev/null; then
+        echo "[env] torch $MEGA_TORCH_VERSION already installed"
+    else
+        echo "[env] installing torch==$MEGA_TORCH_VERSION"
+        python -m pip install -q "torch==$MEGA_TORCH_VERSION"
+    fi
+
+    # The stamp holds the extras that were installed; it is valid while newer than the
+    # packaging files and the package is still registered in the venv.
+    local target="."
+    [ -n "$extras" ] && target=".[$extras]"
+    if [ -f "$stamp" ] && [ "$stamp" -nt setup.py ] && [ "$stamp" -nt constraints.txt ] \
+        && { [ -z "$extras" ] || grep -qxF "$extras" "$stamp"; } \
+        && python -c "import importlib.metadata as m; m.version('mega_fairseq')" 2>/dev/null; then
+        echo "[env] mega_fairseq already installed ($target)"
+    else
+        echo "[env] installing -e '$target' (constraints.txt)"
+        python -m pip install -q -c constraints.txt -e "$target"
+        if [ -n "$extras" ]; then echo "$extras" > "$stamp"; else : > "$stamp"; fi
+    fi
+}
