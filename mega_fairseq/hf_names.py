@@ -1,0 +1,140 @@
+"""The one table between this package's Mega names and HuggingFace transformers' Mega names.
+
+Covers (1) `MegaLayerConfig` fields <-> `transformers.MegaConfig` fields and (2) `MegaStack`
+state-dict keys <-> `MegaModel` keys (under a prefix such as "mega.").  Export, import and the
+equivalence tests all go through here, so a name is mapped in exactly one place.
+"""
+import re
+from typing import Dict, Optional
+
+import torch
+
+from .modules.config import MegaLayerConfig
+
+# (MegaLayerConfig field, MegaConfig field)
+CONFIG_FIELDS = [
+    ("embed_dim", "hidden_size"),
+    ("z_dim", "shared_representation_size"),
+    ("hidden_dim", "intermediate_size"),
+    ("ffn_dim", "nffn_hidden_size"),
+    ("n_dim", "ema_projection_size"),
+    ("bidirectional", "bidirectional"),
+    ("truncation", "truncation"),
+    ("attention_activation", "attention_activation"),
+    ("rel_pos_bias", "relative_positional_bias"),
+    ("max_positions", "max_positions"),
+    ("normalization_type", "normalization_type"),
+    ("norm_affine", "norm_affine"),
+    ("normalize_before", "normalize_before_mega"),
+    ("use_nffn", "use_normalized_ffn"),
+    ("activation", "activation"),
+    ("dropout", "dropout_prob"),
+    ("hidden_dropout", "hidden_dropout_prob"),
+    ("attention_dropout", "attention_probs_dropout_prob"),
+    ("ffn_hidden_dropout", "nffn_activation_dropout_prob"),
+    ("feature_dropout", "use_feature_dropout"),
+    ("causal", "is_decoder"),
+    ("cross_attention", "add_cross_attention"),
+]
+
+# (our key pattern, HF key pattern); {i} is a layer index, {rest} any suffix.  First match wins.
+STATE_DICT_KEYS = [
+    ("embed_tokens.weight", "embedding_layer.word_embeddings.weight"),
+    ("embed_token_types.weight", "embedding_layer.token_type_embeddings.weight"),
+    ("layers.{i}.mega_layer.norm.{rest}", "layers.{i}.mega_layer.norm.norm.{rest}"),
+    ("layers.{i}.cross_attn.norm.{rest}", "layers.{i}.cross_attn.norm.norm.{rest}"),
+    ("layers.{i}.nffn.norm.{rest}", "layers.{i}.nffn.norm.norm.{rest}"),
+    ("layers.{i}.mega_layer.ema.{rest}", "layers.{i}.mega_layer.ema_gate.{rest}"),
+    ("layers.{i}.{rest}", "layers.{i}.{rest}"),
+]
+
+SIMPLE_BIAS = re.compile(r"layers\.\d+\.(mega_layer|cross_attn)\.rel_pos_bias\.rel_pos_bias$")
+ROTARY_ALPHA = re.compile(r"(layers\.\d+\.(mega_layer|cross_attn)\.rel_pos_bias\.)alpha$")
+
+
+def _compile(pattern: str) -> re.Pattern:
+    regex = re.escape(pattern).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{rest\}", r"(?P<rest>.+)")
+    return re.compile(regex + "$")
+
+
+def _translate(key: str, to_hf: bool) -> Optional[str]:
+    for ours, theirs in STATE_DICT_KEYS:
+        source, target = (ours, theirs) if to_hf else (theirs, ours)
+        match = _compile(source).match(key)
+        if match:
+            return target.format(**match.groupdict())
+    return None
+
+
+def to_hf_config_kwargs(cfg: MegaLayerConfig, num_layers: int, vocab_size: int, pad_token_id: int, type_vocab_size: int = 0) -> dict:
+    """kwargs for `transformers.MegaConfig` describing the same layers as `cfg`."""
+    kwargs = {theirs: getattr(cfg, ours) for ours, theirs in CONFIG_FIELDS}
+    kwargs.update(
+        num_hidden_layers=num_layers,
+        vocab_size=vocab_size,
+        pad_token_id=pad_token_id,
+        use_chunking=cfg.chunked,
+        chunk_size=cfg.chunk_size if cfg.chunked else -1,
+        normalize_before_ffn=cfg.ffn_prenorm,
+        add_token_type_embeddings=type_vocab_size > 0,
+        type_vocab_size=max(type_vocab_size, 2),
+        bidirectional=cfg.bidirectional,
+    )
+    return kwargs
+
+
+def from_hf_config(hf_config) -> MegaLayerConfig:
+    """A `MegaLayerConfig` from a `transformers.MegaConfig` (or anything with its attributes)."""
+    kwargs = {ours: getattr(hf_config, theirs) for ours, theirs in CONFIG_FIELDS}
+    kwargs["chunk_size"] = hf_config.chunk_size if hf_config.use_chunking else -1
+    kwargs["normalize_before_ffn"] = hf_config.normalize_before_ffn
+    return MegaLayerConfig(**kwargs)
+
+
+def _simple_bias_center(max_positions: int, chunk_size: int) -> int:
+    """HF indexes its (2*max_positions-1) simple-bias vector around chunk_size-1 whenever chunk_size > 0."""
+    return (chunk_size if chunk_size > 0 else max_positions) - 1
+
+
+def _recenter(vector: torch.Tensor, center: int, new_length: int, new_center: int) -> torch.Tensor:
+    """Copies offsets -r..r of `vector` (centred at `center`) into a zero vector centred at `new_center`."""
+    out = vector.new_zeros(new_length)
+    radius = min(center, vector.numel() - 1 - center, new_center, new_length - 1 - new_center)
+    out[new_center - radius : new_center + radius + 1] = vector[center - radius : center + radius + 1]
+    return out
+
+
+def stack_state_dict_to_hf(state_dict: Dict[str, torch.Tensor], cfg: MegaLayerConfig, prefix: str = "mega.") -> Dict[str, torch.Tensor]:
+    """`MegaStack.state_dict()` -> `MegaModel` keys (under `prefix`)."""
+    hf_chunk = cfg.chunk_size if cfg.chunked else -1
+    hf_center = _simple_bias_center(cfg.max_positions, hf_chunk)
+    out = {}
+    for key, value in state_dict.items():
+        hf_key = _translate(key, to_hf=True)
+        if hf_key is None:
+            raise KeyError(f"no HuggingFace name for parameter {key!r}")
+        if SIMPLE_BIAS.search(key):
+            value = _recenter(value, (value.numel() + 1) // 2 - 1, 2 * cfg.max_positions - 1, hf_center)
+        out[prefix + hf_key] = value
+        alpha = ROTARY_ALPHA.search(key)
+        if alpha:  # HF keeps a persistent dtype marker buffer next to the rotary parameters
+            out[prefix + _translate(alpha.group(1) + "_float_tensor", to_hf=True)] = torch.zeros(1, dtype=value.dtype)
+    return out
+
+
+def stack_state_dict_from_hf(hf_state_dict: Dict[str, torch.Tensor], cfg: MegaLayerConfig, prefix: str = "mega.") -> Dict[str, torch.Tensor]:
+    """`MegaModel` keys (under `prefix`) -> `MegaStack` keys; other keys (heads) are ignored."""
+    hf_chunk = cfg.chunk_size if cfg.chunked else -1
+    hf_center = _simple_bias_center(cfg.max_positions, hf_chunk)
+    out = {}
+    for hf_key, value in hf_state_dict.items():
+        if not hf_key.startswith(prefix) or hf_key.endswith("_float_tensor") or hf_key.startswith(prefix + "pooler."):
+            continue
+        key = _translate(hf_key[len(prefix) :], to_hf=False)
+        if key is None:
+            raise KeyError(f"unknown HuggingFace Mega parameter {hf_key!r}")
+        if SIMPLE_BIAS.search(key):
+            span = cfg.chunk_size if (cfg.chunked and ".mega_layer." in key) else cfg.max_positions
+            value = _recenter(value, hf_center, 2 * span - 1, span - 1)
+        out[key] = value
+    return out

@@ -1,0 +1,95 @@
+"""One options object for every Mega building block.
+
+`MegaLayerConfig` covers the per-layer surface of HuggingFace's ``MegaConfig`` plus the
+original fork's extras.  Models (fairseq dataclass configs) and the HF converter both build
+one of these, so every module reads its sizes and switches from a single validated place.
+"""
+from dataclasses import dataclass, fields, replace
+from typing import Optional
+
+ATTENTION_ACTIVATIONS = ("softmax", "laplace", "relu2")
+REL_POS_BIASES = ("simple", "rotary")
+NORM_TYPES = ("scalenorm", "layernorm", "rmsnorm", "batchnorm", "syncbatchnorm")
+ACTIVATIONS = ("silu", "gelu", "relu", "tanh")
+
+
+@dataclass
+class MegaLayerConfig:
+    embed_dim: int = 128  # model width D (HF hidden_size)
+    z_dim: int = 64  # shared query/key width (HF shared_representation_size)
+    hidden_dim: int = 256  # value / gate width H (HF intermediate_size)
+    ffn_dim: int = 256  # normalized FFN width (HF nffn_hidden_size)
+    n_dim: int = 16  # EMA expansion dimension N (HF ema_projection_size)
+    bidirectional: bool = True  # EMA looks both ways (encoders); False for causal EMA
+    causal: bool = False  # causal self-attention mask (decoders); needs bidirectional=False
+    truncation: Optional[int] = None  # EMA kernel length cap; None = full length
+    chunk_size: int = -1  # Mega-chunk attention window; -1 = full sequence
+    attention_activation: str = "softmax"
+    rel_pos_bias: str = "rotary"
+    max_positions: int = 2048  # longest span of the simple relative bias (and cross-attention)
+    normalization_type: str = "scalenorm"
+    norm_affine: bool = True
+    norm_eps: float = 1e-5
+    normalize_before: bool = True  # pre-norm for the gated attention (HF normalize_before_mega)
+    normalize_before_ffn: Optional[bool] = None  # None = same as normalize_before
+    use_nffn: bool = True
+    activation: str = "silu"
+    dropout: float = 0.0  # on block outputs and the EMA output
+    hidden_dropout: float = 0.0  # on attention values and the gate
+    attention_dropout: float = 0.0  # on attention weights
+    ffn_hidden_dropout: float = 0.0  # inside the normalized FFN
+    feature_dropout: bool = False  # drop whole features instead of elements
+    cross_attention: bool = False  # add gated cross-attention (encoder-decoder decoders)
+
+    def __post_init__(self):
+        self.validate()
+
+    @property
+    def ffn_prenorm(self) -> bool:
+        return self.normalize_before if self.normalize_before_ffn is None else self.normalize_before_ffn
+
+    @property
+    def chunked(self) -> bool:
+        return self.chunk_size is not None and self.chunk_size > 0
+
+    def replace(self, **changes) -> "MegaLayerConfig":
+        return replace(self, **changes)
+
+    def validate(self):
+        def choice(name, value, allowed):
+            if value not in allowed:
+                raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
+
+        choice("attention_activation", self.attention_activation, ATTENTION_ACTIVATIONS)
+        choice("rel_pos_bias", self.rel_pos_bias, REL_POS_BIASES)
+        choice("normalization_type", self.normalization_type, NORM_TYPES)
+        choice("activation", self.activation, ACTIVATIONS)
+        for name in ("embed_dim", "z_dim", "hidden_dim", "n_dim", "max_positions"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.use_nffn and (not isinstance(self.ffn_dim, int) or self.ffn_dim <= 0):
+            raise ValueError(f"ffn_dim must be a positive integer when the normalized FFN is on, got {self.ffn_dim!r}")
+        if self.rel_pos_bias == "rotary" and self.z_dim % 2 != 0:
+            raise ValueError(f"rotary relative bias needs an even z_dim, got {self.z_dim}; use an even z_dim or rel_pos_bias='simple'")
+        if self.chunk_size is not None and self.chunk_size != -1 and self.chunk_size <= 0:
+            raise ValueError(f"chunk_size must be a positive number of tokens (or -1 for no chunking), got {self.chunk_size}")
+        if self.truncation is not None and self.truncation <= 0:
+            raise ValueError(f"truncation must be a positive kernel length or None, got {self.truncation}")
+        if self.causal and self.bidirectional:
+            raise ValueError("a causal (decoder) layer cannot use a bidirectional EMA: set bidirectional=False")
+        if self.cross_attention and not self.causal:
+            raise ValueError("gated cross-attention belongs to decoder layers: set causal=True")
+        if self.rel_pos_bias == "simple" and self.chunked and self.chunk_size > self.max_positions:
+            raise ValueError(
+                f"chunk_size {self.chunk_size} exceeds max_positions {self.max_positions} of the simple relative bias; "
+                "raise max_positions or use a smaller chunk"
+            )
+        for name in ("dropout", "hidden_dropout", "attention_dropout", "ffn_hidden_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value}")
+
+    @classmethod
+    def field_names(cls):
+        return [f.name for f in fields(cls)]

@@ -1,0 +1,106 @@
+"""Sequence normalizations used by Mega layers, on (batch, length, dim) inputs.
+
+scalenorm, layernorm and rmsnorm act on each token alone.  batchnorm and syncbatchnorm pool
+statistics over the batch and time, and never over padding (pass `padding_mask`, True at
+padding).  syncbatchnorm all-reduces those statistics across the default process group and
+falls back to plain batchnorm when there is none.  Parameter and buffer names follow
+torch.nn (weight, bias, running_mean, running_var, num_batches_tracked).
+"""
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class ScaleNorm(nn.Module):
+    """y = g * x / sqrt(mean(x^2) + eps) with one learned scalar g."""
+
+    def __init__(self, eps: float = 1e-5, affine: bool = True):
+        super().__init__()
+        self.eps = eps
+        self.scalar = nn.Parameter(torch.ones(1)) if affine else None
+
+    def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
+        out = x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        return out * self.scalar if self.scalar is not None else out
+
+
+class RMSNorm(nn.Module):
+    """y = w * x / sqrt(mean(x^2) + eps): a real RMS normalization (HF's MegaRMSNorm skips the division)."""
+
+    def __init__(self, dim: int, eps: float = 1e-5, affine: bool = True):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim)) if affine else None
+
+    def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
+        out = x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        return out * self.weight if self.weight is not None else out
+
+
+class LayerNorm(nn.LayerNorm):
+    def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
+        return super().forward(x)
+
+
+class MaskedBatchNorm(nn.Module):
+    """Batch normalization over every non-padding token of the batch (optionally across processes)."""
+
+    def __init__(self, dim: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True, sync: bool = False):
+        super().__init__()
+        self.dim, self.eps, self.momentum, self.sync = dim, eps, momentum, sync
+        self.weight = nn.Parameter(torch.ones(dim)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(dim)) if affine else None
+        self.register_buffer("running_mean", torch.zeros(dim))
+        self.register_buffer("running_var", torch.ones(dim))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    def _synced(self) -> bool:
+        return self.sync and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+    def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
+        shape = x.shape
+        flat = x.reshape(-1, self.dim)
+        if not self.training:
+            return F.batch_norm(flat, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps).view(shape)
+        has_padding = padding_mask is not None and bool(padding_mask.any())
+        if not has_padding and not self._synced():
+            # fast path: torch's fused kernel, identical to nn.BatchNorm1d over (batch, dim, length)
+            self.num_batches_tracked.add_(1)
+            return F.batch_norm(
+                flat, self.running_mean, self.running_var, self.weight, self.bias, True, self.momentum, self.eps
+            ).view(shape)
+        keep = torch.ones(flat.size(0), 1, dtype=flat.dtype, device=flat.device)
+        if has_padding:
+            keep = (~padding_mask).reshape(-1, 1).to(flat.dtype)
+        stats = torch.cat([keep.sum(0), (flat.float() * keep).sum(0), (flat.float().pow(2) * keep).sum(0)])
+        if self._synced():
+            from torch.distributed.nn.functional import all_reduce
+
+            stats = all_reduce(stats)
+        count = stats[0].clamp(min=1.0)
+        mean = stats[1 : 1 + self.dim] / count
+        var = (stats[1 + self.dim :] / count - mean.pow(2)).clamp(min=0.0)
+        with torch.no_grad():
+            self.num_batches_tracked.add_(1)
+            unbiased = var * count / (count - 1).clamp(min=1.0)
+            self.running_mean.lerp_(mean.to(self.running_mean.dtype), self.momentum)
+            self.running_var.lerp_(unbiased.to(self.running_var.dtype), self.momentum)
+        out = (flat.float() - mean) * torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            out = out * self.weight.float() + self.bias.float()
+        return out.to(x.dtype).view(shape)
+
+
+def build_norm(norm_type: str, dim: int, eps: float = 1e-5, affine: bool = True) -> nn.Module:
+    if norm_type == "scalenorm":
+        return ScaleNorm(eps, affine)
+    if norm_type == "layernorm":
+        return LayerNorm(dim, eps=eps, elementwise_affine=affine)
+    if norm_type == "rmsnorm":
+        return RMSNorm(dim, eps, affine)
+    if norm_type in ("batchnorm", "syncbatchnorm"):
+        return MaskedBatchNorm(dim, eps=eps, affine=affine, sync=norm_type == "syncbatchnorm")
+    raise ValueError(f"unknown normalization_type {norm_type!r}; choose scalenorm, layernorm, rmsnorm, batchnorm or syncbatchnorm")

@@ -1,0 +1,84 @@
+"""Relative position biases added to Mega's attention scores.
+
+Both return bias[i, j] for query positions i in [q_start, q_start + q_len) and key positions
+j in [0, k_len), as a (q_len, k_len) tensor.  Full attention uses q_start=0, q_len=k_len; a
+decoding step uses q_start=k_len-1, q_len=1.
+"""
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+class SimpleRelativePositionalBias(nn.Module):
+    """A learned scalar per offset j - i in [-(P-1), P-1]; P = the longest span attended (chunk or max positions)."""
+
+    def __init__(self, max_positions: int):
+        super().__init__()
+        self.max_positions = max_positions
+        self.rel_pos_bias = nn.Parameter(torch.empty(2 * max_positions - 1))
+        self.reset_parameters()
+
+    def reset_parameters(self, std: float = 0.02):
+        nn.init.normal_(self.rel_pos_bias, 0.0, std)
+
+    def forward(self, k_len: int, q_start: int = 0, q_len: int = None) -> Tensor:
+        q_len = k_len if q_len is None else q_len
+        span = max(k_len, q_start + q_len)
+        if span > self.max_positions:
+            raise ValueError(
+                f"sequence of {span} positions is longer than the simple relative bias supports ({self.max_positions}); "
+                "use chunking (chunk_size), a larger max_positions, or rel_pos_bias='rotary'"
+            )
+        offsets = torch.arange(k_len, device=self.rel_pos_bias.device).unsqueeze(0) - torch.arange(
+            q_start, q_start + q_len, device=self.rel_pos_bias.device
+        ).unsqueeze(1)
+        return self.rel_pos_bias[offsets + self.max_positions - 1]
+
+
+class RotaryRelativePositionalBias(nn.Module):
+    """bias[i, j] = rot(alpha, i) . rot(beta, j): two learned vectors rotated by their positions (no length limit)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        if dim % 2 != 0:
+            raise ValueError(f"rotary relative bias needs an even width, got {dim}")
+        self.dim = dim
+        self.alpha = nn.Parameter(torch.empty(1, dim))
+        self.b_param = nn.Parameter(torch.empty(1, dim))
+        self.reset_parameters()
+
+    def reset_parameters(self, std: float = 0.02):
+        nn.init.normal_(self.alpha, 0.0, std)
+        nn.init.normal_(self.b_param, 0.0, std)
+
+    def sinusoids(self, start: int, length: int, device) -> tuple:
+        half = self.dim // 2
+        inv_freq = torch.exp(torch.arange(half, device=device).float() * -(math.log(10000) / half))
+        angles = torch.arange(start, start + length, device=device, dtype=torch.float).unsqueeze(1) * inv_freq.unsqueeze(0)
+        return torch.sin(angles), torch.cos(angles)
+
+    def rotate(self, vector: Tensor, start: int, length: int) -> Tensor:
+        """vector (1, dim) placed at positions [start, start+length) -> (length, dim)."""
+        sin, cos = self.sinusoids(start, length, vector.device)
+        sin, cos = sin.to(vector.dtype), cos.to(vector.dtype)
+        first, second = vector.chunk(2, dim=-1)
+        return torch.cat([first * cos - second * sin, second * cos + first * sin], dim=-1)
+
+    def query_key_factors(self, k_len: int, q_start: int = 0, q_len: int = None) -> tuple:
+        """(q_len, dim) and (k_len, dim) factors whose product is the bias; lets softmax attention fold the
+        bias into one fused scaled-dot-product call by appending them to queries and keys."""
+        q_len = k_len if q_len is None else q_len
+        return self.rotate(self.alpha, q_start, q_len), self.rotate(self.b_param, 0, k_len)
+
+    def forward(self, k_len: int, q_start: int = 0, q_len: int = None) -> Tensor:
+        query_factor, key_factor = self.query_key_factors(k_len, q_start, q_len)
+        return query_factor @ key_factor.transpose(0, 1)
+
+
+def build_relative_bias(kind: str, z_dim: int, max_positions: int) -> nn.Module:
+    if kind == "simple":
+        return SimpleRelativePositionalBias(max_positions)
+    if kind == "rotary":
+        return RotaryRelativePositionalBias(z_dim)
+    raise ValueError(f"unknown rel_pos_bias {kind!r}; choose 'simple' or 'rotary'")
