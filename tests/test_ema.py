@@ -1,0 +1,115 @@
+"""The EMA's FFT path, recurrent step and streaming state compute the same maths."""
+import pytest
+import torch
+
+from mega_fairseq.modules import MultiHeadDampedEMA
+from mega_fairseq.testing import randomize_
+
+D, N = 6, 4
+
+
+def make(bidirectional=False, truncation=None, seed=0):
+    return randomize_(MultiHeadDampedEMA(D, N, bidirectional=bidirectional, truncation=truncation), seed)
+
+
+def reference(ema, x):
+    """Direct float64 evaluation of h_t = p*beta*x_t + q*h_{t-1}, y = silu(sum_n gamma h + omega x)."""
+    w_in, q, w_out = (t.double() for t in ema.coefficients())
+    rows = w_in.size(0)
+    xd = x.double()
+    L = x.size(1)
+
+    def run(seq, w_in, q, w_out):
+        h = torch.zeros(x.size(0), seq.size(-1), N, dtype=torch.float64)
+        outs = []
+        for t in range(L):
+            h = w_in * seq[:, t].unsqueeze(-1) + q * h
+            outs.append((h * w_out).sum(-1))
+        return torch.stack(outs, 1)
+
+    out = run(xd, w_in[:D], q[:D], w_out[:D])
+    if rows == 2 * D:
+        out = out + run(xd.flip(1), w_in[D:], q[D:], w_out[D:]).flip(1)
+    return torch.nn.functional.silu(out + xd * ema.residual_weight.double())
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_fft_equals_recurrence(bidirectional):
+    ema = make(bidirectional)
+    x = torch.randn(2, 37, D)
+    y, _ = ema(x)
+    assert (y.double() - reference(ema, x)).abs().max() < 1e-5
+
+
+def test_truncation_limits_the_kernel():
+    ema = make(truncation=5)
+    x = torch.randn(1, 20, D)
+    y, _ = ema(x)
+    x2 = x.clone()
+    x2[:, :10] = torch.randn(1, 10, D)  # positions >= 5 steps before t=14 cannot reach it
+    y2, _ = ema(x2)
+    assert torch.allclose(y[:, 14:], y2[:, 14:], atol=1e-6)
+    assert not torch.allclose(y[:, 10:14], y2[:, 10:14], atol=1e-3)
+    assert ema.kernel(20).shape == (D, 5)
+
+
+def test_step_by_step_equals_full_forward():
+    ema = make()
+    x = torch.randn(3, 16, D)
+    full, _ = ema(x)
+    state, outs = None, []
+    for t in range(16):
+        y, state = ema(x[:, t : t + 1], state=state, return_state=True)
+        outs.append(y)
+    assert (torch.cat(outs, 1) - full).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("blocks", [[16], [5, 11], [1, 7, 1, 7], [3, 3, 3, 3, 4]])
+def test_streaming_blocks_equal_one_pass(blocks):
+    ema = make()
+    x = torch.randn(2, 16, D)
+    full, full_state = ema(x, return_state=True)
+    state, outs, start = None, [], 0
+    for size in blocks:
+        y, state = ema(x[:, start : start + size], state=state, return_state=True)
+        outs.append(y)
+        start += size
+    assert (torch.cat(outs, 1) - full).abs().max() < 1e-5
+    assert (state - full_state).abs().max() < 1e-5
+    # the state is the recurrence's hidden vector: continuing from it matches a longer pass
+    more = torch.randn(2, 4, D)
+    y_more, _ = ema(more, state=state)
+    longer, _ = ema(torch.cat([x, more], 1))
+    assert (y_more - longer[:, 16:]).abs().max() < 1e-5
+
+
+def test_padding_is_zeroed_before_the_ema():
+    ema = make(bidirectional=True)
+    x = torch.randn(1, 10, D)
+    mask = torch.zeros(1, 10, dtype=torch.bool)
+    mask[:, 7:] = True
+    y_masked, _ = ema(x, mask)
+    y_short, _ = ema(x[:, :7])
+    assert (y_masked[:, :7] - y_short).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_kernel_is_computed_in_fp32(dtype):
+    """Positions past 2048 are exact: the kernel does not go through half-precision arange/exp."""
+    ema32 = make()
+    ema_half = make().to(dtype)
+    k32 = ema32.kernel(5000)
+    k_half = ema_half.kernel(5000)
+    assert k_half.dtype == torch.float32
+    # identical up to the rounding of the parameters themselves
+    ema_rounded = make()
+    ema_rounded.load_state_dict({k: v.to(dtype).float() for k, v in ema32.state_dict().items()})
+    assert torch.allclose(k_half, ema_rounded.kernel(5000), atol=1e-6)
+    x = torch.randn(1, 3000, D).to(dtype)
+    y, _ = ema_half(x)
+    assert y.dtype == dtype and torch.isfinite(y).all()
+
+
+def test_bidirectional_has_no_state():
+    with pytest.raises(ValueError, match="bidirectional"):
+        make(bidirectional=True)(torch.randn(1, 3, D), return_state=True)
