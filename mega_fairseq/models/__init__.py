@@ -1,1 +1,2 @@
-"""MEGA model architectures registered with fairseq (placeholder; the models are added here)."""
+"""Mega models registered with fairseq (importing a module registers its model and architectures)."""
+from . import mega_lm  # noqa: F401
