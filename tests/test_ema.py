@@ -113,3 +113,14 @@ def test_half_precision_kernel_is_computed_in_fp32(dtype):
 def test_bidirectional_has_no_state():
     with pytest.raises(ValueError, match="bidirectional"):
         make(bidirectional=True)(torch.randn(1, 3, D), return_state=True)
+
+
+@pytest.mark.parametrize("length", [1, 2, 5, 64, 2049, 8192])
+def test_kernel_matches_float64_powers(length):
+    """The blocked kernel (q^(iB) * q^j) equals sum_n w_n q_n^l computed in float64, past 2048 too."""
+    ema = make(bidirectional=True)
+    w_in, q, w_out = (t.double() for t in ema.coefficients())
+    reference = torch.einsum("dn,dnl->dl", w_in * w_out, q.unsqueeze(-1) ** torch.arange(length, dtype=torch.float64))
+    kernel = ema.kernel(length)
+    assert kernel.shape == (2 * D, length) and kernel.dtype == torch.float32
+    assert (kernel.double() - reference).abs().max() < 1e-6

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .relative_position import RotaryRelativePositionalBias
 
 LAPLACE_MU = 0.707107
 LAPLACE_STD = 0.282095
@@ -56,45 +55,44 @@ def attend(
 ) -> Tensor:
     """query (B, n, Lq, z), key (B, n, Lk, z), value (B, n, Lk, H) -> (B, n, Lq, H).
 
-    softmax: softmax(q k^T / sqrt(z) + bias) through torch's fused scaled_dot_product_attention
-    (a rotary bias is folded in as two extra query/key features, so no (Lq, Lk) bias is built).
-    laplace / relu2: act(q k^T / n_visible + bias), zero where masked, n_visible = keys the row may read.
-    Rows that may read no key give zeros.
+    softmax: softmax(q k^T / sqrt(z) + bias);  laplace / relu2: act(q k^T / n_visible + bias), where
+    n_visible counts the keys a row may read.  Masked weights are exactly zero, and a row that may
+    read no key gives zeros.  The score scale and the (Lq, Lk) bias are fused into one batched GEMM
+    (baddbmm), so no separate (B, n, Lq, Lk) pass is spent on them.
     """
-    q_len, k_len, z_dim = query.size(-2), key.size(-2), query.size(-1)
+    act = None
+    if activation != "softmax":
+        act = ELEMENT_ACTIVATIONS.get(activation)
+        if act is None:
+            raise ValueError(f"unknown attention_activation {activation!r}; choose softmax, laplace or relu2")
+    lead, q_len, k_len, z_dim = query.shape[:-2], query.size(-2), key.size(-2), query.size(-1)
     if key_padding_mask is not None and not bool(key_padding_mask.any()):
         key_padding_mask = None
-    if activation == "softmax":
-        scaling = z_dim**-0.5
-        if isinstance(rel_pos_bias, RotaryRelativePositionalBias):
-            q_factor, k_factor = rel_pos_bias.query_key_factors(k_len, q_start, q_len)
-            query = torch.cat([query * scaling, q_factor.to(query.dtype).expand(query.shape[:-2] + q_factor.shape)], dim=-1)
-            key = torch.cat([key, k_factor.to(key.dtype).expand(key.shape[:-2] + k_factor.shape)], dim=-1)
-            if key_padding_mask is None and causal and q_start == 0 and q_len == k_len:
-                return F.scaled_dot_product_attention(query, key, value, dropout_p=dropout_p, is_causal=True, scale=1.0)
-            mask = visibility(q_len, k_len, q_start, causal, key_padding_mask, query.device)
-            return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout_p, scale=1.0)
-        bias = rel_pos_bias(k_len, q_start, q_len).to(query.dtype)
-        mask = visibility(q_len, k_len, q_start, causal, key_padding_mask, query.device)
-        if mask is not None:
-            bias = bias.masked_fill(~mask, torch.finfo(bias.dtype).min)
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout_p, scale=scaling)
-        if mask is not None:  # a row with no readable key attended uniformly to masked keys: zero it
-            out = out.masked_fill(~mask.any(-1, keepdim=True), 0.0)
-        return out
-
-    act = ELEMENT_ACTIVATIONS.get(activation)
-    if act is None:
-        raise ValueError(f"unknown attention_activation {activation!r}; choose softmax, laplace or relu2")
     mask = visibility(q_len, k_len, q_start, causal, key_padding_mask, query.device)
-    if mask is None:
-        lengths = float(k_len)
+    if act is None:
+        alpha = z_dim**-0.5
+    elif mask is None:
+        alpha = 1.0 / k_len
+    else:  # per-row 1 / n_visible, applied to the queries: (q_i / n_i) . k_j
+        query = query / mask.sum(-1, keepdim=True).clamp(min=1).to(query.dtype)
+        alpha = 1.0
+    bias = rel_pos_bias(k_len, q_start, q_len).to(query.dtype)
+    batch = query.reshape(-1, q_len, z_dim).size(0)
+    scores = torch.baddbmm(
+        bias.expand(batch, q_len, k_len), query.reshape(-1, q_len, z_dim), key.reshape(-1, k_len, z_dim).transpose(1, 2), alpha=alpha
+    ).view(*lead, q_len, k_len)
+    if act is None:
+        if mask is not None:
+            scores = scores.masked_fill_(~mask, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1)
+        if mask is not None:
+            empty_rows = ~mask.any(-1, keepdim=True)
+            if bool(empty_rows.any()):  # such a row attended uniformly to masked keys
+                weights = weights.masked_fill(empty_rows, 0.0)
     else:
-        lengths = mask.sum(-1, keepdim=True).clamp(min=1).to(query.dtype)
-    scores = torch.matmul(query, key.transpose(-1, -2)) / lengths + rel_pos_bias(k_len, q_start, q_len).to(query.dtype)
-    weights = act(scores)
-    if mask is not None:
-        weights = weights * mask.to(weights.dtype)
+        weights = act(scores)
+        if mask is not None:
+            weights = weights.masked_fill(~mask, 0.0)
     if dropout_p > 0.0:
         weights = F.dropout(weights, dropout_p, training=True)
     return torch.matmul(weights, value)
