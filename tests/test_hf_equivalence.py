@@ -9,7 +9,7 @@ from mega_fairseq.hf_names import stack_state_dict_from_hf, stack_state_dict_to_
 from mega_fairseq.modules import MegaLayerConfig
 from mega_fairseq.testing import hf_twin
 
-pytest.importorskip("transformers")  # the test extra installs it; CI never skips
+import transformers  # noqa: E402,F401  the test extra installs it: a missing package fails, never skips
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 TOL = 1e-5
@@ -130,3 +130,11 @@ def test_exported_names_avoid_gamma_and_beta():
     names = stack_state_dict_to_hf(ours.state_dict(), ours.cfg, prefix="")
     assert not [k for k in names if "gamma" in k or "beta" in k]
     assert set(names) == set(hf.state_dict())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("causal,chunk", [(False, -1), (False, 256), (True, -1), (True, 256)])
+def test_long_sequences_match_hf(causal, chunk):
+    """1024 positions (past where half-precision positions would break), kernel and chunking at scale."""
+    cfg = small_config(bidirectional=not causal, causal=causal, chunk_size=chunk, max_positions=1024, rel_pos_bias="simple")
+    compare(cfg, lengths=[1024, 1000, 700])
