@@ -138,3 +138,31 @@ def stack_state_dict_from_hf(hf_state_dict: Dict[str, torch.Tensor], cfg: MegaLa
             value = _recenter(value, hf_center, 2 * span - 1, span - 1)
         out[key] = value
     return out
+
+
+# Heads: (our key under the fairseq decoder, HF key)
+LM_HEAD_KEYS = [("output_projection.weight", "lm_head.weight"), ("output_projection.bias", "lm_head.bias")]
+
+
+def lm_state_dict_to_hf(decoder_state_dict: Dict[str, torch.Tensor], cfg: MegaLayerConfig, stack_prefix: str = "stack.") -> Dict[str, torch.Tensor]:
+    """`MegaDecoder.state_dict()` (stack + output projection) -> `MegaForCausalLM` keys.
+    A projection without bias is exported with a zero bias (HF's lm_head always has one)."""
+    stack = {k[len(stack_prefix) :]: v for k, v in decoder_state_dict.items() if k.startswith(stack_prefix)}
+    out = stack_state_dict_to_hf(stack, cfg, prefix="mega.")
+    for ours, theirs in LM_HEAD_KEYS:
+        if ours in decoder_state_dict:
+            out[theirs] = decoder_state_dict[ours]
+    if "lm_head.bias" not in out:
+        out["lm_head.bias"] = torch.zeros(out["lm_head.weight"].size(0), dtype=out["lm_head.weight"].dtype)
+    return out
+
+
+def lm_state_dict_from_hf(hf_state_dict: Dict[str, torch.Tensor], cfg: MegaLayerConfig, stack_prefix: str = "stack.") -> Dict[str, torch.Tensor]:
+    """`MegaForCausalLM` keys -> `MegaDecoder` keys (a tied lm_head.weight falls back to the word embeddings)."""
+    out = {stack_prefix + k: v for k, v in stack_state_dict_from_hf(hf_state_dict, cfg, prefix="mega.").items()}
+    for ours, theirs in LM_HEAD_KEYS:
+        if theirs in hf_state_dict:
+            out[ours] = hf_state_dict[theirs]
+    if "output_projection.weight" not in out:
+        out["output_projection.weight"] = out[stack_prefix + "embed_tokens.weight"]
+    return out

@@ -14,7 +14,7 @@ from fairseq.models import ARCH_MODEL_REGISTRY
 REPO = Path(__file__).resolve().parents[1]
 
 
-def tiny_lm(**overrides):
+def tiny_lm(arch="mega_lm_tiny", **overrides):
     from fairseq import options
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from fairseq.tasks.language_modeling import LanguageModelingTask
@@ -23,7 +23,7 @@ def tiny_lm(**overrides):
     for i in range(30):
         dictionary.add_symbol(f"w{i}")
     parser = options.get_training_parser()
-    argv = ["dummy", "--task", "language_modeling", "--arch", "mega_lm_tiny", "--user-dir", str(REPO / "user_dir"), "--tokens-per-sample", "64"]
+    argv = ["dummy", "--task", "language_modeling", "--arch", arch, "--user-dir", str(REPO / "user_dir"), "--tokens-per-sample", "64"]
     for key, value in overrides.items():
         flag = "--" + key.replace("_", "-")
         argv += [flag] if value is True else [flag, str(value)]
@@ -32,8 +32,50 @@ def tiny_lm(**overrides):
     return task.build_model(cfg.model).eval(), dictionary
 
 
-def test_arch_is_registered():
-    assert "mega_lm_tiny" in ARCH_MODEL_REGISTRY
+PRESETS = ["mega_lm", "mega_lm_big", "mega_lm_adaptive_big", "mega_lm_adaptive_base", "mega_lm_enwik8_base", "mega_lm_enwik8_large", "mega_lm_hf", "mega_lm_tiny"]
+
+
+def test_presets_are_registered():
+    assert set(PRESETS) <= set(ARCH_MODEL_REGISTRY)
+
+
+@pytest.mark.parametrize("arch", ["mega_lm", "mega_lm_adaptive_base", "mega_lm_enwik8_base", "mega_lm_hf"])
+def test_presets_build_and_run(arch):
+    overrides = {"decoder_layers": 1, "decoder_embed_dim": 16, "decoder_hidden_dim": 32, "decoder_ffn_embed_dim": 32, "decoder_z_dim": 8}
+    if "adaptive" in arch:
+        overrides.update(adaptive_input_cutoff="10,20", adaptive_softmax_cutoff="10,20")
+    model, dictionary = tiny_lm(arch, **overrides)
+    tokens = torch.randint(dictionary.nspecial, len(dictionary), (2, 9))
+    with torch.no_grad():
+        out, _ = model(tokens)
+        lprobs = model.get_normalized_probs((out, None), log_probs=True)
+    assert lprobs.shape == (2, 9, len(dictionary)) and torch.isfinite(lprobs).all()
+    assert torch.allclose(lprobs.exp().sum(-1), torch.ones(2, 9), atol=1e-4)
+
+
+@pytest.mark.parametrize("activation,chunk", [("softmax", -1), ("laplace", 4), ("relu2", -1)])
+def test_mega_lm_hf_matches_transformers_causal_lm(activation, chunk):
+    """The exportable preset's logits equal transformers' MegaForCausalLM with the same weights."""
+    from transformers import MegaConfig, MegaForCausalLM
+
+    from mega_fairseq.hf_names import lm_state_dict_from_hf, lm_state_dict_to_hf, to_hf_config_kwargs
+    from mega_fairseq.testing import randomize_
+
+    model, dictionary = tiny_lm("mega_lm_hf", decoder_chunk_size=chunk, attention_activation_fn=activation, decoder_layers=2)
+    randomize_(model)
+    cfg = model.decoder.stack.cfg
+    hf_cfg = MegaConfig(**to_hf_config_kwargs(cfg, 2, len(dictionary), dictionary.pad()), add_lm_hidden_dense_layer=False)
+    hf = MegaForCausalLM(hf_cfg).eval()
+    missing, unexpected = hf.load_state_dict(lm_state_dict_to_hf(model.decoder.state_dict(), cfg), strict=False)
+    assert not unexpected and set(missing) <= {"lm_head.weight"}  # tied to the word embeddings
+    tokens = torch.randint(dictionary.nspecial, len(dictionary), (2, 8))
+    with torch.no_grad():
+        ours, _ = model(tokens)
+        theirs = hf(tokens, use_cache=False).logits
+    assert (ours - theirs).abs().max() <= 1e-5 * max(1.0, theirs.abs().max().item())
+    back = lm_state_dict_from_hf(hf.state_dict(), cfg)
+    for key, value in model.decoder.state_dict().items():
+        assert torch.equal(back[key], value), key
 
 
 @pytest.mark.parametrize("overrides", [{}, {"decoder_chunk_size": 4}, {"attention_activation_fn": "laplace", "decoder_chunk_size": 4}, {"rel_pos_bias": "simple"}])

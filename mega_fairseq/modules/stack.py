@@ -27,6 +27,7 @@ class MegaStack(nn.Module):
         scale_embedding: bool = False,
         normalize_embedding: bool = False,
         final_norm: bool = False,
+        final_norm_affine: bool = True,
         embedding_dropout: float = 0.0,
     ):
         super().__init__()
@@ -44,7 +45,7 @@ class MegaStack(nn.Module):
         self.embed_norm = build_norm(cfg.normalization_type, cfg.embed_dim, cfg.norm_eps, cfg.norm_affine) if normalize_embedding else None
         self.embedding_dropout = MegaDropout(embedding_dropout, cfg.feature_dropout)
         self.layers = nn.ModuleList([MegaLayer(cfg) for _ in range(num_layers)])
-        self.final_norm = build_norm(cfg.normalization_type, cfg.embed_dim, cfg.norm_eps, cfg.norm_affine) if final_norm else None
+        self.final_norm = build_norm(cfg.normalization_type, cfg.embed_dim, cfg.norm_eps, final_norm_affine) if final_norm else None
 
     def embed(self, tokens: Tensor, token_types: Optional[Tensor] = None, padding_mask: Optional[Tensor] = None) -> Tensor:
         x = self.embed_tokens(tokens)
