@@ -25,7 +25,9 @@ setup(
         "ve-fairseq==0.12.3",
         "hydra-core>=1.3,<1.4",
         "omegaconf>=2.3,<2.4",
-        "numpy",
+        # fairseq 0.12.3 still calls np.compat.long (token_block_dataset with
+        # --sample-break-mode eos, language_pair_dataset), removed in numpy 2.
+        "numpy<2",
         "sentencepiece",
         "sacrebleu",
     ],

@@ -1,9 +1,4 @@
 """mega_lm through fairseq: registration, incremental decoding via fairseq's incremental_state, CLI training."""
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -11,7 +6,7 @@ import mega_fairseq  # noqa: F401  registers the plugin
 from fairseq.data import Dictionary
 from fairseq.models import ARCH_MODEL_REGISTRY
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO, fairseq_cli
 
 
 def tiny_lm(arch="mega_lm_tiny", **overrides):
@@ -106,39 +101,31 @@ def test_reorder_incremental_state():
     assert (out[:, -1] - full[:, -1]).abs().max() <= 1e-4
 
 
-def test_fairseq_train_and_eval_lm_cli(tmp_path):
-    text = tmp_path / "text"
-    text.mkdir()
-    words = [f"w{i}" for i in range(40)]
-    gen = torch.Generator().manual_seed(0)
-    for split, lines in [("train", 200), ("valid", 20)]:
-        with open(text / f"{split}.txt", "w") as f:
-            for _ in range(lines):
-                ids = torch.randint(0, 40, (12,), generator=gen).tolist()
-                f.write(" ".join(words[i] for i in sorted(ids)) + "\n")  # sorted: learnable structure
-    data = tmp_path / "bin"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    bindir = Path(sys.executable).parent
-    subprocess.run(
-        [bindir / "fairseq-preprocess", "--only-source", "--trainpref", text / "train.txt", "--validpref", text / "valid.txt", "--destdir", data],
-        check=True, env=env, capture_output=True,
-    )
-    save = tmp_path / "ckpt"
-    train = subprocess.run(
-        [bindir / "fairseq-train", data, "--task", "language_modeling", "--user-dir", REPO / "user_dir", "--arch", "mega_lm_tiny",
-         "--tokens-per-sample", "32", "--max-tokens", "512", "--optimizer", "adam", "--lr", "3e-3", "--max-update", "30",
-         "--cpu", "--num-workers", "0", "--save-dir", save, "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", "5",
-         "--decoder-chunk-size", "8", "--seed", "1"],
-        env=env, capture_output=True, text=True,
-    )
-    assert train.returncode == 0, train.stderr[-3000:]
-    losses = [float(line.split("loss=")[1].split(",")[0]) for line in train.stderr.splitlines() + train.stdout.splitlines() if "train_inner" in line and "loss=" in line]
+def test_fairseq_train_and_eval_lm_cli(trained_lm):
+    data, checkpoint, log = trained_lm
+    losses = [float(line.split("loss=")[1].split(",")[0]) for line in log.splitlines() if "train_inner" in line and "loss=" in line]
     assert len(losses) >= 2 and losses[-1] < losses[0], losses
-    assert (save / "checkpoint_last.pt").exists()
-    ev = subprocess.run(
-        [bindir / "fairseq-eval-lm", data, "--user-dir", REPO / "user_dir", "--path", save / "checkpoint_last.pt", "--gen-subset", "valid",
-         "--tokens-per-sample", "32", "--cpu", "--num-workers", "0"],
-        env=env, capture_output=True, text=True,
-    )
-    assert ev.returncode == 0, ev.stderr[-3000:]
+    ev = fairseq_cli("fairseq-eval-lm", data, "--user-dir", REPO / "user_dir", "--path", checkpoint, "--gen-subset", "valid",
+                     "--tokens-per-sample", "32", "--cpu", "--num-workers", "0")
     assert "Perplexity" in ev.stderr + ev.stdout
+
+
+def test_fairseq_generate_with_lm_prefix(trained_lm):
+    data, checkpoint, _ = trained_lm
+    out = fairseq_cli("fairseq-generate", data, "--task", "language_modeling", "--user-dir", REPO / "user_dir", "--path", checkpoint,
+                      "--gen-subset", "test", "--tokens-per-sample", "32", "--prefix-size", "4", "--beam", "3", "--max-len-b", "12",
+                      "--sample-break-mode", "eos", "--cpu", "--num-workers", "0", "--batch-size", "4")
+    hypos = [line for line in out.stdout.splitlines() if line.startswith("H-")]
+    sources = {line.split("\t")[0][2:]: line.split("\t")[1].split() for line in out.stdout.splitlines() if line.startswith("S-")}
+    assert len(hypos) == len(sources) > 0
+    for line in hypos:
+        index, _, text = line.split("\t")
+        assert text.split()[:4] == sources[index[2:]][:4]  # the forced prefix is kept
+
+
+def test_fairseq_interactive_continues_a_prompt(trained_lm):
+    data, checkpoint, _ = trained_lm
+    out = fairseq_cli("fairseq-interactive", data, "--task", "language_modeling", "--user-dir", REPO / "user_dir", "--path", checkpoint,
+                      "--beam", "1", "--max-len-b", "10", "--cpu", input="w1 w2 w3\nw5\n")
+    hypos = [line.split("\t")[2].split() for line in out.stdout.splitlines() if line.startswith("H-")]
+    assert len(hypos) == 2 and hypos[0][:3] == ["w1", "w2", "w3"] and len(hypos[0]) > 3 and hypos[1][0] == "w5"

@@ -1,0 +1,58 @@
+"""Shared fixtures: a tiny binarized LM corpus and a mega_lm checkpoint trained on it with fairseq-train."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def fairseq_cli(tool, *args, check=True, **kwargs):
+    """Runs a fairseq-* console script of this venv with the plugin importable; returns the CompletedProcess."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([str(BIN / tool), *map(str, args)], env=env, capture_output=True, text=True, **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{tool} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def write_corpus(text_dir: Path, lines=None, seed=0):
+    """Sorted random words: a corpus with structure a tiny model learns within a few updates."""
+    text_dir.mkdir(parents=True, exist_ok=True)
+    words = [f"w{i}" for i in range(40)]
+    gen = torch.Generator().manual_seed(seed)
+    for split, count in (lines or {"train": 200, "valid": 20, "test": 20}).items():
+        with open(text_dir / f"{split}.txt", "w") as f:
+            for _ in range(count):
+                ids = torch.randint(0, 40, (12,), generator=gen).tolist()
+                f.write(" ".join(words[i] for i in sorted(ids)) + "\n")
+
+
+@pytest.fixture(scope="session")
+def lm_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lm")
+    write_corpus(root / "text")
+    fairseq_cli(
+        "fairseq-preprocess", "--only-source", "--trainpref", root / "text/train.txt", "--validpref", root / "text/valid.txt",
+        "--testpref", root / "text/test.txt", "--destdir", root / "bin",
+    )
+    return root / "bin"
+
+
+LM_TRAIN_ARGS = [
+    "--task", "language_modeling", "--user-dir", REPO / "user_dir", "--arch", "mega_lm_tiny", "--tokens-per-sample", "32",
+    "--max-tokens", "512", "--optimizer", "adam", "--lr", "3e-3", "--cpu", "--num-workers", "0", "--no-epoch-checkpoints",
+    "--log-format", "simple", "--log-interval", "5", "--decoder-chunk-size", "8", "--seed", "1",
+]
+
+
+@pytest.fixture(scope="session")
+def trained_lm(lm_data, tmp_path_factory):
+    """(data-bin dir, checkpoint path, fairseq-train output) of a mega_lm_tiny trained for 30 updates."""
+    save = tmp_path_factory.mktemp("lm_ckpt")
+    proc = fairseq_cli("fairseq-train", lm_data, *LM_TRAIN_ARGS, "--max-update", "30", "--save-dir", save)
+    return lm_data, save / "checkpoint_last.pt", proc.stdout + proc.stderr
