@@ -129,3 +129,20 @@ def test_fairseq_interactive_continues_a_prompt(trained_lm):
                       "--beam", "1", "--max-len-b", "10", "--cpu", input="w1 w2 w3\nw5\n")
     hypos = [line.split("\t")[2].split() for line in out.stdout.splitlines() if line.startswith("H-")]
     assert len(hypos) == 2 and hypos[0][:3] == ["w1", "w2", "w3"] and len(hypos[0]) > 3 and hypos[1][0] == "w5"
+
+
+@pytest.mark.parametrize("recipe", ["mega_wikitext103", "mega_enwik8"])
+def test_hydra_recipes_train(recipe, lm_data, tmp_path):
+    """The configs/lm recipes run under fairseq-hydra-train (scaled down by overrides to a few updates)."""
+    small = [
+        "model.decoder_layers=1", "model.decoder_embed_dim=16", "model.decoder_hidden_dim=32", "model.decoder_ffn_embed_dim=32",
+        "model.decoder_z_dim=8", "model.decoder_chunk_size=8", "task.tokens_per_sample=32", "dataset.max_tokens=256",
+        "optimization.max_update=2", "common.cpu=true", "lr_scheduler.warmup_updates=1", "lr_scheduler.total_num_update=2",
+    ]
+    if recipe == "mega_wikitext103":
+        small += ["model.adaptive_input_cutoff='20,30'", "model.adaptive_softmax_cutoff='20,30'"]
+    proc = fairseq_cli(
+        "fairseq-hydra-train", "--config-dir", REPO / "configs/lm", "--config-name", recipe, f"task.data={lm_data}",
+        f"common.user_dir={REPO / 'user_dir'}", f"checkpoint.save_dir={tmp_path}", f"hydra.run.dir={tmp_path}", *small,
+    )
+    assert (tmp_path / "checkpoint_last.pt").exists(), proc.stderr[-2000:]
