@@ -1,6 +1,10 @@
 """fairseq tasks registered by mega_fairseq.
 
-Currently none: the stock fairseq tasks (e.g. ``language_modeling``) are used.
+- ``mega_language_modeling``: fairseq's ``language_modeling`` plus streaming evaluation
+  (``fairseq-eval-lm --task mega_language_modeling --stream-state``) that carries Mega's
+  EMA state and chunk cache across blocks.
+
 Modules added here must be imported from this file so that importing
 ``mega_fairseq`` registers them.
 """
+from . import mega_language_modeling  # noqa: F401
