@@ -1,41 +1,30 @@
-"""Write a small English corpus made from the docstrings of Python's standard library.
+"""Write an English corpus made from text that ships with Python itself (no download).
 
-    python scripts/make_demo_corpus.py OUT_DIR
+    python scripts/make_demo_corpus.py OUT_DIR [--max-chars N]
 
-Writes OUT_DIR/{train,valid,test}.txt: one paragraph per line, words and punctuation
-separated by single spaces. Uses only text that ships with Python, so nothing is
-downloaded. Deterministic for a given Python version (docstrings change between
-releases): modules and their members are visited in sorted order, paragraphs are
-de-duplicated, and every 20th paragraph goes to valid, the one after it to test.
+Sources, in this order: the language reference topics behind `help()` (pydoc_data.topics),
+then the docstrings of the standard library's modules, their public members and class
+methods (sorted by name).  Writes OUT_DIR/{train,valid,test}.txt with one paragraph per line
+(whitespace collapsed, natural text: tokenization is left to sentencepiece).  Deterministic
+for a given Python version: paragraphs are de-duplicated, code examples (">>>") and short
+fragments are skipped, and every 20th paragraph goes to valid, the one after it to test.
 """
+import argparse
+import contextlib
 import importlib
 import inspect
+import io
 import re
 import sys
+import warnings
 from pathlib import Path
 
-# Fixed list of standard-library modules that import without side effects.
-MODULES = sorted([
-    "abc", "argparse", "array", "ast", "asyncio", "base64", "bisect", "calendar",
-    "cmd", "codecs", "collections", "concurrent.futures", "configparser", "contextlib",
-    "copy", "csv", "dataclasses", "datetime", "decimal", "difflib", "email.message",
-    "enum", "fnmatch", "fractions", "ftplib", "functools", "getopt", "gettext", "glob",
-    "gzip", "hashlib", "heapq", "hmac", "html.parser", "http.client", "http.cookiejar",
-    "http.server", "imaplib", "inspect", "io", "ipaddress", "itertools", "json",
-    "logging", "logging.handlers", "mailbox", "math", "mimetypes", "multiprocessing",
-    "numbers", "operator", "optparse", "os", "pathlib", "pdb", "pickle", "pkgutil",
-    "platform", "poplib", "pprint", "pydoc", "queue", "random", "re", "sched",
-    "secrets", "selectors", "shelve", "shlex", "shutil", "signal", "smtplib", "socket",
-    "socketserver", "sqlite3", "ssl", "statistics", "string", "struct", "subprocess",
-    "tarfile", "tempfile", "textwrap", "threading", "timeit", "tokenize", "trace",
-    "traceback", "types", "typing", "unittest", "urllib.parse", "urllib.request",
-    "uuid", "warnings", "wave", "weakref", "xml.dom.minidom", "xml.etree.ElementTree",
-    "zipfile", "zipimport", "zlib",
-])
-
-TOKEN_RE = re.compile(r"\w+|[^\w\s]")
-MIN_WORDS = 8          # drop short fragments (signatures, headings)
-MAX_CHARS = 400_000    # total size cap (~ a few hundred KB)
+# modules whose import has effects (opens a browser, prints, needs a display) or is platform-only
+SKIP = {
+    "antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "__main__", "lib2to3", "ensurepip",
+    "venv", "msilib", "winreg", "winsound", "msvcrt", "nt", "crypt", "nis", "spwd", "ossaudiodev",
+}
+MIN_WORDS = 8
 
 
 def docstrings(module):
@@ -50,42 +39,52 @@ def docstrings(module):
                     yield inspect.getdoc(member)
 
 
+def texts():
+    from pydoc_data.topics import topics
+
+    for name in sorted(topics):
+        yield topics[name]
+    names = sorted(n for n in getattr(sys, "stdlib_module_names", ()) if not n.startswith("_") and n not in SKIP)
+    for modname in names:
+        try:
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                module = importlib.import_module(modname)
+        except Exception:  # not built on this machine (e.g. no ssl)
+            continue
+        yield from docstrings(module)
+
+
 def paragraphs():
     seen = set()
-    for modname in MODULES:
-        try:
-            module = importlib.import_module(modname)
-        except ImportError:  # e.g. a Python built without ssl or sqlite3
-            continue
-        for doc in docstrings(module):
-            for para in re.split(r"\n\s*\n", doc or ""):
-                if ">>>" in para:  # skip doctest examples: code, not prose
-                    continue
-                tokens = TOKEN_RE.findall(para)
-                line = " ".join(tokens)
-                if len(tokens) >= MIN_WORDS and line not in seen:
-                    seen.add(line)
-                    yield line
+    for text in texts():
+        for para in re.split(r"\n\s*\n", text or ""):
+            if ">>>" in para or para.startswith((" ", "\t")):  # code, not prose
+                continue
+            line = " ".join(para.split())
+            if len(line.split()) >= MIN_WORDS and line not in seen:
+                seen.add(line)
+                yield line
 
 
-def main(argv):
-    if len(argv) != 2:
-        sys.exit(__doc__)
-    out = Path(argv[1])
-    out.mkdir(parents=True, exist_ok=True)
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--max-chars", type=int, default=1_800_000, help="stop after this many characters (default 1.8M)")
+    args = parser.parse_args()
+    args.out_dir.mkdir(parents=True, exist_ok=True)
     splits = {"train": [], "valid": [], "test": []}
     total = 0
     for i, line in enumerate(paragraphs()):
-        if total >= MAX_CHARS:
+        if total >= args.max_chars:
             break
         total += len(line) + 1
-        split = "valid" if i % 20 == 0 else "test" if i % 20 == 1 else "train"
-        splits[split].append(line)
+        splits["valid" if i % 20 == 0 else "test" if i % 20 == 1 else "train"].append(line)
     for split, lines in splits.items():
-        (out / f"{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        n_words = sum(len(l.split()) for l in lines)
-        print(f"{out / (split + '.txt')}: {len(lines)} lines, {n_words} words")
+        path = args.out_dir / f"{split}.txt"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        print(f"{path}: {len(lines)} paragraphs, {sum(len(l) for l in lines) / 1e6:.2f} MB")
 
 
 if __name__ == "__main__":
-    main(sys.argv)
+    main()

@@ -33,7 +33,7 @@ def visibility(
 ) -> Optional[Tensor]:
     """Bool mask, True where query i may read key j: (q_len, k_len), or (batch, blocks, q_len|1, k_len)."""
     visible = None
-    if causal:
+    if causal and q_start < k_len - 1:  # otherwise even the first query sees every key
         visible = torch.arange(k_len, device=device).unsqueeze(0) <= torch.arange(q_start, q_start + q_len, device=device).unsqueeze(1)
     if key_padding_mask is not None:
         keys = ~key_padding_mask.unsqueeze(-2)

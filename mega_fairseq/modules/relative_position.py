@@ -53,10 +53,18 @@ class RotaryRelativePositionalBias(nn.Module):
         nn.init.normal_(self.b_param, 0.0, std)
 
     def sinusoids(self, start: int, length: int, device) -> tuple:
-        half = self.dim // 2
-        inv_freq = torch.exp(torch.arange(half, device=device).float() * -(math.log(10000) / half))
-        angles = torch.arange(start, start + length, device=device, dtype=torch.float).unsqueeze(1) * inv_freq.unsqueeze(0)
-        return torch.sin(angles), torch.cos(angles)
+        """sin, cos of position * frequency for positions [start, start+length): (length, dim/2) each.
+
+        The table is cached and grown on demand (decoding asks for one row per step)."""
+        end = start + length
+        cached = getattr(self, "_table", None)
+        if cached is None or cached[0].size(0) < end or cached[0].device != torch.device(device):
+            half = self.dim // 2
+            inv_freq = torch.exp(torch.arange(half, device=device).float() * -(math.log(10000) / half))
+            size = max(end, 2 * cached[0].size(0) if cached is not None else 0)
+            angles = torch.arange(size, device=device, dtype=torch.float).unsqueeze(1) * inv_freq.unsqueeze(0)
+            cached = self._table = (torch.sin(angles), torch.cos(angles))
+        return cached[0][start:end], cached[1][start:end]
 
     def rotate(self, vector: Tensor, start: int, length: int) -> Tensor:
         """vector (1, dim) placed at positions [start, start+length) -> (length, dim)."""
