@@ -6,7 +6,7 @@ import mega_fairseq  # noqa: F401  registers the plugin
 from fairseq.data import Dictionary
 from fairseq.models import ARCH_MODEL_REGISTRY
 
-from conftest import REPO, fairseq_cli
+from conftest import LM_TRAIN_ARGS, REPO, fairseq_cli
 
 
 def tiny_lm(arch="mega_lm_tiny", **overrides):
@@ -146,3 +146,15 @@ def test_hydra_recipes_train(recipe, lm_data, tmp_path):
         f"common.user_dir={REPO / 'user_dir'}", f"checkpoint.save_dir={tmp_path}", f"hydra.run.dir={tmp_path}", *small,
     )
     assert (tmp_path / "checkpoint_last.pt").exists(), proc.stderr[-2000:]
+
+
+def test_restoring_a_checkpoint_of_another_architecture_is_refused(lm_data, tmp_path):
+    other = tmp_path / "transformer"
+    fairseq_cli("fairseq-train", lm_data, "--task", "language_modeling", "--arch", "transformer_lm", "--decoder-layers", "1",
+                "--decoder-embed-dim", "16", "--decoder-ffn-embed-dim", "16", "--decoder-attention-heads", "2", "--tokens-per-sample", "32",
+                "--max-tokens", "256", "--optimizer", "adam", "--lr", "1e-3", "--max-update", "1", "--cpu", "--num-workers", "0",
+                "--save-dir", other, "--no-epoch-checkpoints")
+    proc = fairseq_cli("fairseq-train", lm_data, *LM_TRAIN_ARGS, "--max-update", "2", "--save-dir", tmp_path / "mega",
+                       "--restore-file", other / "checkpoint_last.pt", check=False)
+    assert proc.returncode != 0
+    assert "Cannot load model parameters from checkpoint" in proc.stderr and "architectures match" in proc.stderr
