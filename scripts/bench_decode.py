@@ -49,15 +49,12 @@ Options: --contexts, --steps, --rounds, --warmup, --chunk, --threads (default 1)
 --no-hf, --profile, --profile-steps, --flat-target.
 """
 import argparse
-import ctypes
 import gc
 import logging
 import os
 import platform
-import re
 import statistics
 import sys
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -67,97 +64,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 MiB = 2.0**20
-PAGE = os.sysconf("SC_PAGE_SIZE")
 NUM_LAYERS = 4
 MODEL_SIZES = dict(decoder_layers=NUM_LAYERS, decoder_embed_dim=128, decoder_hidden_dim=256, decoder_ffn_embed_dim=256, decoder_z_dim=64, decoder_n_dim=16)
 
 
-# ---- machine ------------------------------------------------------------------------------------
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def default_threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(open("/proc/loadavg").read().split()[:3])
-    except OSError:
-        return "?"
-
-
-# ---- memory -------------------------------------------------------------------------------------
-try:
-    _LIBC = ctypes.CDLL("libc.so.6")
-except OSError:
-    _LIBC = None
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * PAGE
-
-
-def hwm_bytes() -> int:
-    with open("/proc/self/status") as f:
-        return int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1)) * 1024
-
-
-def reset_hwm() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-class PeakRSS:
-    """Context manager: self.peak = max RSS during the block minus RSS at entry (bytes)."""
-
-    method = None
-
-    def __enter__(self):
-        gc.collect()
-        if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
-            _LIBC.malloc_trim(0)
-        self.baseline = rss_bytes()
-        self.sampled = self.baseline
-        self._stop = None
-        if reset_hwm() and hwm_bytes() <= self.baseline + 16 * 2**20:
-            PeakRSS.method = "VmHWM after clear_refs"
-        else:
-            PeakRSS.method = "RSS sampled every 2 ms"
-            self._stop = threading.Event()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.is_set():
-            self.sampled = max(self.sampled, rss_bytes())
-            self._stop.wait(0.002)
-
-    def __exit__(self, *exc):
-        if self._stop is not None:
-            self._stop.set()
-            self._thread.join()
-            top = max(self.sampled, rss_bytes())
-        else:
-            top = hwm_bytes()
-        self.peak = max(0, top - self.baseline)
-        return False
+# ---- machine and memory: mega_fairseq/bench.py -----------------------------------------------
+from mega_fairseq.bench import PeakRSS, cpu_model, default_threads, loadavg  # noqa: E402
 
 
 def tensor_bytes(obj) -> int:

@@ -14,16 +14,8 @@ import torch
 from torch import nn
 from torch.profiler import profile
 
+from mega_fairseq.bench import allocator_peak
 from mega_fairseq.modules import MegaLayerConfig, MegaStack
-
-
-def allocator_peak(prof) -> int:
-    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
-    live = peak = 0
-    for e in sorted(events, key=lambda e: e.start_ns()):
-        live += e.nbytes()
-        peak = max(peak, live)
-    return peak
 
 
 def step_peak(chunk: int, length: int, vocab: int = 1000) -> tuple:
