@@ -91,9 +91,9 @@ def from_hf_config(hf_config) -> MegaLayerConfig:
     return MegaLayerConfig(**kwargs)
 
 
-def _simple_bias_center(max_positions: int, chunk_size: int) -> int:
+def _hf_simple_bias_center(cfg: MegaLayerConfig) -> int:
     """HF indexes its (2*max_positions-1) simple-bias vector around chunk_size-1 whenever chunk_size > 0."""
-    return (chunk_size if chunk_size > 0 else max_positions) - 1
+    return (cfg.chunk_size if cfg.chunked else cfg.max_positions) - 1
 
 
 def _recenter(vector: torch.Tensor, center: int, new_length: int, new_center: int) -> torch.Tensor:
@@ -106,8 +106,7 @@ def _recenter(vector: torch.Tensor, center: int, new_length: int, new_center: in
 
 def stack_state_dict_to_hf(state_dict: Dict[str, torch.Tensor], cfg: MegaLayerConfig, prefix: str = "mega.") -> Dict[str, torch.Tensor]:
     """`MegaStack.state_dict()` -> `MegaModel` keys (under `prefix`)."""
-    hf_chunk = cfg.chunk_size if cfg.chunked else -1
-    hf_center = _simple_bias_center(cfg.max_positions, hf_chunk)
+    hf_center = _hf_simple_bias_center(cfg)
     out = {}
     for key, value in state_dict.items():
         hf_key = _translate(key, to_hf=True)
@@ -124,8 +123,7 @@ def stack_state_dict_to_hf(state_dict: Dict[str, torch.Tensor], cfg: MegaLayerCo
 
 def stack_state_dict_from_hf(hf_state_dict: Dict[str, torch.Tensor], cfg: MegaLayerConfig, prefix: str = "mega.") -> Dict[str, torch.Tensor]:
     """`MegaModel` keys (under `prefix`) -> `MegaStack` keys; other keys (heads) are ignored."""
-    hf_chunk = cfg.chunk_size if cfg.chunked else -1
-    hf_center = _simple_bias_center(cfg.max_positions, hf_chunk)
+    hf_center = _hf_simple_bias_center(cfg)
     out = {}
     for hf_key, value in hf_state_dict.items():
         if not hf_key.startswith(prefix) or hf_key.endswith("_float_tensor") or hf_key.startswith(prefix + "pooler."):
