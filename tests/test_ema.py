@@ -57,7 +57,7 @@ def test_step_by_step_equals_full_forward():
     ema = make()
     x = torch.randn(3, 16, D)
     full, _ = ema(x)
-    state, outs = None, []
+    state, outs = ema.default_state(3), []  # a zero state is the same as no history
     for t in range(16):
         y, state = ema(x[:, t : t + 1], state=state, return_state=True)
         outs.append(y)

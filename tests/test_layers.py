@@ -176,3 +176,13 @@ def test_feature_dropout_drops_whole_features():
     y = layer.dropout(x)
     per_feature = y.eq(0).all(dim=1) | y.ne(0).all(dim=1)
     assert per_feature.all() and y.eq(0).any()
+
+
+def test_encoder_and_decoder_layers_are_configs_of_one_layer():
+    from mega_fairseq.modules import MegaDecoderLayer, MegaEncoderLayer
+
+    enc = MegaEncoderLayer(decoder_cfg())
+    assert enc.cfg.bidirectional is False and not enc.cfg.causal and enc.cross_attn is None
+    dec = MegaDecoderLayer(cfg_for(), cross_attention=True)
+    assert dec.cfg.causal and not dec.cfg.bidirectional and dec.cross_attn is not None
+    assert type(enc.mega_layer) is type(dec.mega_layer)

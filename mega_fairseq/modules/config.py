@@ -4,7 +4,7 @@
 original fork's extras.  Models (fairseq dataclass configs) and the HF converter both build
 one of these, so every module reads its sizes and switches from a single validated place.
 """
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Optional
 
 ATTENTION_ACTIVATIONS = ("softmax", "laplace", "relu2")
@@ -89,7 +89,3 @@ class MegaLayerConfig:
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {value}")
-
-    @classmethod
-    def field_names(cls):
-        return [f.name for f in fields(cls)]

@@ -45,7 +45,7 @@ class MegaLayer(nn.Module):
 
 
 def MegaEncoderLayer(cfg: MegaLayerConfig) -> MegaLayer:
-    """A bidirectional, non-causal Mega layer."""
+    """A non-causal Mega layer (attention sees the whole sequence); the EMA direction follows cfg.bidirectional."""
     return MegaLayer(cfg.replace(causal=False, cross_attention=False))
 
 
