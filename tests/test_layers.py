@@ -186,3 +186,16 @@ def test_encoder_and_decoder_layers_are_configs_of_one_layer():
     dec = MegaDecoderLayer(cfg_for(), cross_attention=True)
     assert dec.cfg.causal and not dec.cfg.bidirectional and dec.cross_attn is not None
     assert type(enc.mega_layer) is type(dec.mega_layer)
+
+
+@pytest.mark.parametrize("activation,bias", list(itertools.product(["softmax", "laplace", "relu2"], ["rotary", "simple"])))
+def test_left_padding_with_chunks_stays_finite(activation, bias):
+    """Chunk windows move with left padding (so values may differ from the unpadded sample), but a chunk
+    made only of padding never produces NaN or inf."""
+    for causal in (False, True):
+        model = stack(cfg_for(attention_activation=activation, rel_pos_bias=bias, chunk_size=4, bidirectional=not causal, causal=causal))
+        tokens = torch.randint(2, 40, (2, 11))
+        tokens[1, :6] = 1  # a whole chunk of padding and part of the next
+        with torch.no_grad():
+            out, _, _ = model(tokens, tokens.eq(1))
+        assert torch.isfinite(out).all()
