@@ -36,7 +36,6 @@ setup(
         "test": ["pytest"] + HF_EXTRAS,
     },
     entry_points={
-        # console_scripts are added by later work (e.g. mega-export-hf).
-        "console_scripts": [],
+        "console_scripts": ["mega-export-hf = mega_fairseq.hf_export:main"],
     },
 )
