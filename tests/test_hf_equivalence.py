@@ -89,10 +89,6 @@ def test_other_options_match_hf(options):
 
 @pytest.mark.parametrize("activation,bias", list(itertools.product(["softmax", "laplace", "relu2"], ["rotary", "simple"])))
 def test_cross_attention_decoder_matches_hf(activation, bias):
-    from transformers import MegaConfig, MegaModel
-
-    from mega_fairseq.hf_names import to_hf_config_kwargs
-
     cfg = small_config(bidirectional=False, causal=True, cross_attention=True, attention_activation=activation, rel_pos_bias=bias)
     ours, hf = hf_twin(cfg, 2)
     tokens, keep = padded_batch([10, 7, 4])
