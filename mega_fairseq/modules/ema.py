@@ -63,14 +63,15 @@ class MultiHeadDampedEMA(nn.Module):
         log_powers = t * torch.log(q).unsqueeze(-1)
         return torch.exp(log_powers.masked_fill(log_powers < -30.0, float("-inf")))
 
-    def kernel(self, length: int) -> Tensor:
+    def kernel(self, length: int, coefficients: Optional[Tuple[Tensor, Tensor, Tensor]] = None) -> Tensor:
         """EMA convolution kernel k_l = sum_n w_n q_n^l, (rows, min(length, truncation)) in fp32.
 
         q^l is split as q^(iB) * q^j (l = iB + j, B ~ sqrt(length)), so the sum over n is one
-        batched matmul and only O(N sqrt(length)) exponentials are taken per row."""
+        batched matmul and only O(N sqrt(length)) exponentials are taken per row.  `coefficients`
+        (from `coefficients()`) can be passed by a caller that already computed them."""
         if self.truncation is not None:
             length = min(length, self.truncation)
-        weight_in, q, weight_out = self.coefficients()
+        weight_in, q, weight_out = coefficients if coefficients is not None else self.coefficients()
         block = math.isqrt(max(length - 1, 0)) + 1
         blocks = -(-length // block)
         inner = self._powers(q, 0, block)  # (rows, N, B): q^j
@@ -103,10 +104,11 @@ class MultiHeadDampedEMA(nn.Module):
             return F.silu(ema.unsqueeze(1).to(x.dtype) + residual), next_state
 
         xf = x.float().transpose(1, 2)  # (batch, D, length)
-        ema = self._fft_conv(xf, self.kernel(length), length)
+        coefficients = self.coefficients()
+        ema = self._fft_conv(xf, self.kernel(length, coefficients), length)
         next_state = None
         if state is not None or return_state:
-            weight_in, q, weight_out = self.coefficients()
+            weight_in, q, weight_out = coefficients
             if state is not None:
                 # contribution of the carried state: sum_n gamma * q^(t+1) * h[n]
                 ema = ema + torch.einsum("bdn,dnl->bdl", state, weight_out.unsqueeze(-1) * self._powers(q, 1, length))
