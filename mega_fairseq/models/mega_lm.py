@@ -23,21 +23,17 @@ from torch import Tensor, nn
 
 from ..modules import MegaStack
 from ..modules.config import NORM_TYPES, REL_POS_BIASES
-from .options import MegaLayerOptions, layer_config
+from .encoder import build_embedding
+from .options import MegaDecoderSizes, MegaLayerOptions, layer_config
 
 DEFAULT_MAX_TARGET_POSITIONS = 1024
 
 
 @dataclass
-class MegaLMConfig(MegaLayerOptions):
+class MegaLMConfig(MegaLayerOptions, MegaDecoderSizes):
     # defaults = the original fork's `mega_lm` (base_lm_architecture)
-    decoder_layers: int = field(default=6, metadata={"help": "number of Mega layers"})
-    decoder_embed_dim: int = field(default=512, metadata={"help": "model width D"})
     decoder_hidden_dim: int = field(default=1664, metadata={"help": "value/gate width H"})
     decoder_ffn_embed_dim: int = field(default=1664, metadata={"help": "normalized FFN width"})
-    decoder_z_dim: int = field(default=128, metadata={"help": "shared query/key width z"})
-    decoder_n_dim: int = field(default=16, metadata={"help": "EMA expansion dimension N"})
-    decoder_chunk_size: int = field(default=-1, metadata={"help": "Mega-chunk attention window (-1: whole sequence)"})
     rel_pos_bias: ChoiceEnum(REL_POS_BIASES) = field(default="simple", metadata={"help": "relative position bias: simple or rotary"})
     normalization_type: ChoiceEnum(NORM_TYPES) = field(default="layernorm", metadata={"help": "normalization layer"})
     normalize_before: bool = field(default=False, metadata={"help": "pre-norm (adds a final norm after the last layer)"})
@@ -87,9 +83,7 @@ class MegaDecoder(FairseqIncrementalDecoder):
         self.max_target_positions = args.max_target_positions
         layer_cfg = layer_config(args, "decoder", bidirectional=False, causal=True, cross_attention=cross_attention, max_positions=max(args.max_target_positions, 1))
         if embed_tokens is None:
-            embed_tokens = nn.Embedding(len(dictionary), layer_cfg.embed_dim, padding_idx=dictionary.pad())
-            nn.init.normal_(embed_tokens.weight, mean=0.0, std=layer_cfg.embed_dim**-0.5)
-            nn.init.zeros_(embed_tokens.weight[dictionary.pad()])
+            embed_tokens = build_embedding(len(dictionary), layer_cfg.embed_dim, dictionary.pad())
         final_norm = args.normalize_before and not args.no_final_norm
         self.stack = MegaStack(
             layer_cfg,
@@ -177,9 +171,7 @@ class MegaDecoder(FairseqIncrementalDecoder):
         self.set_incremental_state(incremental_state, "mega_state", reordered)
 
     def max_positions(self):
-        # chunked or rotary models have no hard limit; a simple bias without chunking is capped
-        cfg = self.stack.cfg
-        return cfg.max_positions if (cfg.rel_pos_bias == "simple" and not cfg.chunked) else int(1e6)
+        return self.stack.cfg.max_length
 
 
 def _defaults(args, **values):

@@ -30,6 +30,32 @@ class MegaLayerOptions(FairseqDataclass):
     no_nffn: bool = field(default=False, metadata={"help": "leave out the normalized feed-forward network"})
 
 
+def _size_options(side: str, layers: int, embed: int, hidden: int, ffn: int, z: int, n: int):
+    """Dataclass fields `{side}_layers`, `{side}_embed_dim`, ... (the original fork's option names)."""
+    return {
+        f"{side}_layers": (int, field(default=layers, metadata={"help": f"number of {side} Mega layers"})),
+        f"{side}_embed_dim": (int, field(default=embed, metadata={"help": f"{side} model width D"})),
+        f"{side}_hidden_dim": (int, field(default=hidden, metadata={"help": f"{side} value/gate width H"})),
+        f"{side}_ffn_embed_dim": (int, field(default=ffn, metadata={"help": f"{side} normalized FFN width"})),
+        f"{side}_z_dim": (int, field(default=z, metadata={"help": f"{side} shared query/key width z"})),
+        f"{side}_n_dim": (int, field(default=n, metadata={"help": f"{side} EMA expansion dimension N"})),
+        f"{side}_chunk_size": (int, field(default=-1, metadata={"help": f"{side} Mega-chunk attention window (-1: whole sequence)"})),
+    }
+
+
+def _sizes_dataclass(name: str, side: str, **defaults):
+    fields = _size_options(side, **defaults)
+    cls = type(name, (FairseqDataclass,), {"__annotations__": {k: t for k, (t, _) in fields.items()}, **{k: f for k, (_, f) in fields.items()}})
+    cls.__module__ = __name__
+    cls.__doc__ = f"Sizes of a Mega {side}: `--{side}-layers`, `--{side}-embed-dim`, `--{side}-hidden-dim`, ... `--{side}-chunk-size`."
+    return dataclass(cls)
+
+
+# Defaults: the original fork's base sizes (mega_lm / mega_wmt_en_de); presets override them.
+MegaEncoderSizes = _sizes_dataclass("MegaEncoderSizes", "encoder", layers=6, embed=512, hidden=1024, ffn=1024, z=128, n=16)
+MegaDecoderSizes = _sizes_dataclass("MegaDecoderSizes", "decoder", layers=6, embed=512, hidden=1024, ffn=1024, z=128, n=16)
+
+
 def layer_config(cfg, side: str, *, bidirectional: bool, causal: bool, cross_attention: bool = False, max_positions: int) -> MegaLayerConfig:
     """`MegaLayerConfig` from a model config holding `MegaLayerOptions` plus `{side}_embed_dim`, `{side}_z_dim`, ..."""
 

@@ -52,6 +52,11 @@ class MegaLayerConfig:
     def chunked(self) -> bool:
         return self.chunk_size is not None and self.chunk_size > 0
 
+    @property
+    def max_length(self) -> int:
+        """Longest sequence these layers accept: only a simple bias without chunking has a limit."""
+        return self.max_positions if (self.rel_pos_bias == "simple" and not self.chunked) else int(1e6)
+
     def replace(self, **changes) -> "MegaLayerConfig":
         return replace(self, **changes)
 

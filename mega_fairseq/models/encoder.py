@@ -1,0 +1,99 @@
+"""`MegaEncoder`: a bidirectional Mega stack as a fairseq `FairseqEncoder`.
+
+The one encoder behind every encoder-side model (masked LM and fine-tuning heads, LRA
+classifiers, the translation encoder).  It reads the layer options (`MegaLayerOptions`) and
+the encoder sizes (`MegaEncoderSizes`: `--encoder-layers`, `--encoder-embed-dim`, ...) from
+the model config; each model decides the structural switches (embedding scale, final norm,
+token types) and passes them as arguments.
+
+Output follows fairseq's encoder contract (time-first tensors in lists), so fairseq's
+`SequenceGenerator` and the `translation` task can use it unchanged:
+``{"encoder_out": [T x B x D], "encoder_padding_mask": [B x T], "encoder_states": [...], ...}``.
+"""
+from typing import Dict, List, Optional
+
+import torch
+from fairseq.models import FairseqEncoder
+from torch import Tensor, nn
+
+from ..modules import MegaStack
+from .options import layer_config
+
+
+def build_embedding(num_embeddings: int, dim: int, padding_idx: int) -> nn.Embedding:
+    """Token embeddings initialised N(0, D^-1/2) with a zero padding row (fairseq's convention)."""
+    embedding = nn.Embedding(num_embeddings, dim, padding_idx=padding_idx)
+    nn.init.normal_(embedding.weight, mean=0.0, std=dim**-0.5)
+    nn.init.zeros_(embedding.weight[padding_idx])
+    return embedding
+
+
+class MegaEncoder(FairseqEncoder):
+    """Embeddings -> bidirectional Mega layers [-> final norm]; padding never changes other tokens."""
+
+    def __init__(
+        self,
+        args,
+        dictionary,
+        embed_tokens: Optional[nn.Embedding] = None,
+        *,
+        max_positions: int,
+        type_vocab_size: int = 0,
+        scale_embedding: bool = False,
+        normalize_embedding: bool = False,
+        final_norm: bool = False,
+        final_norm_affine: bool = True,
+    ):
+        super().__init__(dictionary)
+        self.max_source_positions = max_positions
+        layer_cfg = layer_config(args, "encoder", bidirectional=True, causal=False, max_positions=max(max_positions, 1))
+        if embed_tokens is None:
+            embed_tokens = build_embedding(len(dictionary), layer_cfg.embed_dim, dictionary.pad())
+        self.stack = MegaStack(
+            layer_cfg,
+            args.encoder_layers,
+            embed_tokens,
+            type_vocab_size=type_vocab_size,
+            scale_embedding=scale_embedding,
+            normalize_embedding=normalize_embedding,
+            final_norm=final_norm,
+            final_norm_affine=final_norm_affine,
+            embedding_dropout=args.dropout,
+        )
+
+    @property
+    def embed_tokens(self) -> nn.Module:
+        return self.stack.embed_tokens
+
+    def forward(
+        self,
+        src_tokens: Tensor,
+        src_lengths: Optional[Tensor] = None,
+        token_types: Optional[Tensor] = None,
+        return_all_hiddens: bool = False,
+        **unused,
+    ) -> Dict[str, List[Tensor]]:
+        """src_tokens: (B, T) ids, padded with the dictionary's pad anywhere (left or right).
+        token_types: (B, T) segment ids when the model has token-type embeddings."""
+        padding_mask = src_tokens.eq(self.dictionary.pad())
+        x, _, hiddens = self.stack(src_tokens, padding_mask, token_types=token_types, return_all_hiddens=return_all_hiddens)
+        return {
+            "encoder_out": [x.transpose(0, 1)],  # T x B x D
+            "encoder_padding_mask": [padding_mask],  # B x T, True at padding
+            "encoder_embedding": [],
+            "encoder_states": [h.transpose(0, 1) for h in hiddens],  # each T x B x D (embeddings first)
+            "src_tokens": [],
+            "src_lengths": [src_lengths] if src_lengths is not None else [],
+        }
+
+    @torch.jit.export
+    def reorder_encoder_out(self, encoder_out: Dict[str, List[Tensor]], new_order: Tensor) -> Dict[str, List[Tensor]]:
+        """Selects batch entries `new_order` of every tensor (beam search)."""
+        batch_dim = {"encoder_out": 1, "encoder_states": 1}
+        return {
+            key: [t.index_select(batch_dim.get(key, 0), new_order) for t in tensors]
+            for key, tensors in encoder_out.items()
+        }
+
+    def max_positions(self) -> int:
+        return self.stack.cfg.max_length
