@@ -7,3 +7,4 @@ from mega_fairseq import _compat
 _compat.allow_fairseq_checkpoint_globals()
 
 from mega_fairseq import models, tasks  # noqa: E402,F401  (registers archs/tasks with fairseq)
+from mega_fairseq import criterions  # noqa: E402,F401  (registers criterions)
