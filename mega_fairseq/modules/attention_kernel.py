@@ -57,8 +57,9 @@ def attend(
 
     softmax: softmax(q k^T / sqrt(z) + bias);  laplace / relu2: act(q k^T / n_visible + bias), where
     n_visible counts the keys a row may read.  Masked weights are exactly zero, and a row that may
-    read no key gives zeros.  The score scale and the (Lq, Lk) bias are fused into one batched GEMM
-    (baddbmm), so no separate (B, n, Lq, Lk) pass is spent on them.
+    read no key gives zeros.  The softmax runs in fp32 whatever the input dtype.  The score scale
+    and the (Lq, Lk) bias are fused into one batched GEMM (baddbmm), so no separate
+    (B, n, Lq, Lk) pass is spent on them.
     """
     act = None
     if activation != "softmax":
@@ -84,7 +85,7 @@ def attend(
     if act is None:
         if mask is not None:
             scores = scores.masked_fill_(~mask, torch.finfo(scores.dtype).min)
-        weights = torch.softmax(scores, dim=-1)
+        weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)  # fp32 softmax under fp16/bf16
         if mask is not None:
             empty_rows = ~mask.any(-1, keepdim=True)
             if bool(empty_rows.any()):  # such a row attended uniformly to masked keys

@@ -72,9 +72,9 @@ class MaskedBatchNorm(nn.Module):
             return F.batch_norm(
                 flat, self.running_mean, self.running_var, self.weight, self.bias, True, self.momentum, self.eps
             ).view(shape)
-        keep = torch.ones(flat.size(0), 1, dtype=flat.dtype, device=flat.device)
+        keep = torch.ones(flat.size(0), 1, dtype=torch.float32, device=flat.device)  # fp32: exact counts past 2048 tokens
         if has_padding:
-            keep = (~padding_mask).reshape(-1, 1).to(flat.dtype)
+            keep = (~padding_mask).reshape(-1, 1).float()
         stats = torch.cat([keep.sum(0), (flat.float() * keep).sum(0), (flat.float().pow(2) * keep).sum(0)])
         if self._synced():
             from torch.distributed.nn.functional import all_reduce
