@@ -164,3 +164,81 @@ def lm_state_dict_from_hf(hf_state_dict: Dict[str, torch.Tensor], cfg: MegaLayer
     if "output_projection.weight" not in out:
         out["output_projection.weight"] = out[stack_prefix + "embed_tokens.weight"]
     return out
+
+
+# ---- Encoder heads (mega_encoder) -----------------------------------------------------------
+# head kind -> (HF class, prefix of HF's MegaModel inside it, [(our key in the fairseq model's state dict, HF key)]).
+# {head} is the head's name in `classification_heads`; kinds are those of models/heads.py plus "masked_lm".
+ENCODER_STACK_PREFIX = "encoder.stack."
+ENCODER_HEAD_KEYS = {
+    "masked_lm": ("MegaForMaskedLM", "mega.", [
+        ("lm_head.dense.weight", "dense.weight"), ("lm_head.dense.bias", "dense.bias"),  # only with the hidden dense layer
+        ("lm_head.out_proj.weight", "mlm_head.weight"), ("lm_head.out_proj.bias", "mlm_head.bias"),
+    ]),
+    "classification": ("MegaForSequenceClassification", "mega.", [
+        ("classification_heads.{head}.dense.weight", "classifier.dense.weight"), ("classification_heads.{head}.dense.bias", "classifier.dense.bias"),
+        ("classification_heads.{head}.out_proj.weight", "classifier.out_proj.weight"), ("classification_heads.{head}.out_proj.bias", "classifier.out_proj.bias"),
+    ]),
+    "multiple_choice": ("MegaForMultipleChoice", "mega.", [
+        ("classification_heads.{head}.pooler.dense.weight", "mega.pooler.dense.weight"), ("classification_heads.{head}.pooler.dense.bias", "mega.pooler.dense.bias"),
+        ("classification_heads.{head}.classifier.weight", "classifier.weight"), ("classification_heads.{head}.classifier.bias", "classifier.bias"),
+    ]),
+    "token_classification": ("MegaForTokenClassification", "mega.", [
+        ("classification_heads.{head}.classifier.weight", "classifier.weight"), ("classification_heads.{head}.classifier.bias", "classifier.bias"),
+    ]),
+    "question_answering": ("MegaForQuestionAnswering", "mega.", [
+        ("classification_heads.{head}.qa_outputs.weight", "qa_outputs.weight"), ("classification_heads.{head}.qa_outputs.bias", "qa_outputs.bias"),
+    ]),
+    "pooler": ("MegaModel", "", [
+        ("classification_heads.{head}.dense.weight", "pooler.dense.weight"), ("classification_heads.{head}.dense.bias", "pooler.dense.bias"),
+    ]),
+}
+
+
+def _encoder_head_table(kind: str, head_name: Optional[str]):
+    if kind not in ENCODER_HEAD_KEYS:
+        raise ValueError(f"unknown encoder head kind {kind!r}; choose one of {', '.join(ENCODER_HEAD_KEYS)}")
+    hf_class, body_prefix, keys = ENCODER_HEAD_KEYS[kind]
+    if kind != "masked_lm" and not head_name:
+        raise ValueError(f"a {kind} head needs head_name (its name in the model's classification_heads)")
+    return hf_class, body_prefix, [(ours.format(head=head_name), theirs) for ours, theirs in keys]
+
+
+def encoder_hf_config_kwargs(kind: str, num_labels: Optional[int] = None, lm_hidden_dense: bool = True, tied: bool = True, classifier_dropout: Optional[float] = None) -> dict:
+    """Head-specific `transformers.MegaConfig` kwargs (add them to `to_hf_config_kwargs(...)`)."""
+    kwargs = {"add_lm_hidden_dense_layer": lm_hidden_dense, "tie_word_embeddings": tied, "classifier_dropout": classifier_dropout}
+    if kind == "question_answering":
+        kwargs["num_labels"] = 2
+    elif kind in ("classification", "token_classification"):
+        if not num_labels:
+            raise ValueError(f"a {kind} head needs num_labels")
+        kwargs["num_labels"] = num_labels
+    return kwargs
+
+
+def encoder_state_dict_to_hf(state_dict: Dict[str, torch.Tensor], cfg: MegaLayerConfig, kind: str = "masked_lm", head_name: Optional[str] = None) -> Dict[str, torch.Tensor]:
+    """`MegaEncoderModel.state_dict()` -> the keys of the HF class of `kind` (ENCODER_HEAD_KEYS) for
+    head `head_name`: the Mega body plus that one head (other heads and, for heads, the LM head are left out)."""
+    hf_class, body_prefix, keys = _encoder_head_table(kind, head_name)
+    stack = {k[len(ENCODER_STACK_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(ENCODER_STACK_PREFIX)}
+    out = stack_state_dict_to_hf(stack, cfg, prefix=body_prefix)
+    for ours, theirs in keys:
+        if ours in state_dict:
+            out[theirs] = state_dict[ours]
+        elif not ours.startswith("lm_head.dense."):
+            raise KeyError(f"{hf_class} needs {theirs!r}, but the model has no {ours!r} (is {head_name!r} a {kind} head?)")
+    return out
+
+
+def encoder_state_dict_from_hf(hf_state_dict: Dict[str, torch.Tensor], cfg: MegaLayerConfig, kind: str = "masked_lm", head_name: Optional[str] = None) -> Dict[str, torch.Tensor]:
+    """Keys of the HF class of `kind` -> `MegaEncoderModel` keys (body + that head; a tied mlm_head.weight
+    falls back to the word embeddings).  For the other kinds the result has no `lm_head.*`: load it with
+    strict=False into a model that keeps its own LM head."""
+    _, body_prefix, keys = _encoder_head_table(kind, head_name)
+    out = {ENCODER_STACK_PREFIX + k: v for k, v in stack_state_dict_from_hf(hf_state_dict, cfg, prefix=body_prefix).items()}
+    for ours, theirs in keys:
+        if theirs in hf_state_dict:
+            out[ours] = hf_state_dict[theirs]
+    if kind == "masked_lm" and "lm_head.out_proj.weight" not in out:
+        out["lm_head.out_proj.weight"] = out[ENCODER_STACK_PREFIX + "embed_tokens.weight"]
+    return out
