@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mega_fairseq.data.binarize import preprocess_command, run  # noqa: E402
+from mega_fairseq.data.binarize import preprocess_args, run  # noqa: E402
 from mega_fairseq.data.subword import SubwordTokenizer  # noqa: E402
 
 IGNORED = "<pad>"  # label symbol of non-first subwords; binarizes to the pad index, which the task ignores
@@ -119,8 +119,8 @@ def main(argv=None):
         labels[name].write_text("\n".join(label_lines) + "\n", encoding="utf-8")
         print(f"{name}: {len(token_lines)} sentences, {sum(len(t.split()) for t in token_lines)} tokens", flush=True)
     print(f"labels ({len(known)}): {' '.join(known)}", flush=True)
-    run(preprocess_command(inputs, args.destdir / "input0", args.srcdict, args.workers), args.no_binarize)
-    run(preprocess_command(labels, args.destdir / "label", label_dict, args.workers), args.no_binarize)
+    run(preprocess_args(inputs, args.destdir / "input0", args.srcdict, args.workers), args.no_binarize)
+    run(preprocess_args(labels, args.destdir / "label", label_dict, args.workers), args.no_binarize)
 
 
 if __name__ == "__main__":

@@ -56,3 +56,31 @@ def trained_lm(lm_data, tmp_path_factory):
     save = tmp_path_factory.mktemp("lm_ckpt")
     proc = fairseq_cli("fairseq-train", lm_data, *LM_TRAIN_ARGS, "--max-update", "30", "--save-dir", save)
     return lm_data, save / "checkpoint_last.pt", proc.stdout + proc.stderr
+
+
+# words of the fine-tuning tests' synthetic data (token classification: p/q/l/m/o; extractive QA: w/a/q)
+MLM_WORDS = [f"{c}{i}" for c, n in (("w", 40), ("a", 10), ("p", 8), ("q", 10), ("l", 8), ("m", 8), ("o", 20)) for i in range(n)]
+MLM_MODEL = ["--arch", "mega_tiny", "--encoder-chunk-size", "8", "--add-token-type-embeddings"]
+
+
+@pytest.fixture(scope="session")
+def mlm_checkpoint(tmp_path_factory):
+    """(checkpoint, dict.txt) of a `mega_tiny` masked LM (MLM_MODEL options) pretrained for 8 updates with
+    fairseq's masked_lm task on random sentences of MLM_WORDS: a starting point for fine-tuning tests."""
+    from fairseq import options
+    from fairseq_cli import preprocess
+
+    root = tmp_path_factory.mktemp("mlm")
+    gen = torch.Generator().manual_seed(0)
+    for split, n in (("train", 160), ("valid", 16)):
+        ids = torch.randint(0, len(MLM_WORDS), (n, 12), generator=gen).tolist()
+        (root / f"{split}.txt").write_text("".join(" ".join(MLM_WORDS[i] for i in row) + "\n" for row in ids))
+    argv = ["--only-source", "--trainpref", root / "train.txt", "--validpref", root / "valid.txt", "--destdir", root / "bin", "--workers", "1"]
+    preprocess.main(options.get_preprocessing_parser().parse_args(list(map(str, argv))))
+    fairseq_cli(
+        "fairseq-train", root / "bin", "--task", "masked_lm", "--criterion", "masked_lm", *MLM_MODEL, "--user-dir", REPO / "user_dir",
+        "--cpu", "--num-workers", "0", "--optimizer", "adam", "--lr", "3e-3", "--batch-size", "16", "--tokens-per-sample", "32",
+        "--sample-break-mode", "eos", "--max-update", "8", "--no-epoch-checkpoints", "--disable-validation", "--seed", "1",
+        "--save-dir", root / "ckpt",
+    )
+    return root / "ckpt" / "checkpoint_last.pt", root / "bin" / "dict.txt"

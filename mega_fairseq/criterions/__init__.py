@@ -5,4 +5,5 @@
 - ``lra_cross_entropy``: sequence classification cross-entropy with accuracy (Long Range Arena).
 """
 from . import token_classification  # noqa: F401
+from . import extractive_qa  # noqa: F401
 from . import lra_cross_entropy  # noqa: F401

@@ -6,6 +6,7 @@
 - ``lra-text``, ``lra-image``: Long Range Arena classification (ListOps, IMDB, AAN retrieval;
   CIFAR-10, Pathfinder, Path-X pixels).
 - ``mega_token_classification``: per-token labels (NER, tagging) with first-subword labelling.
+- ``mega_extractive_qa``: SQuAD-style span extraction over overlapping context windows.
 
 Modules added here must be imported from this file so that importing
 ``mega_fairseq`` registers them.
@@ -13,3 +14,4 @@ Modules added here must be imported from this file so that importing
 from . import mega_language_modeling  # noqa: F401
 from . import lra  # noqa: F401
 from . import token_classification  # noqa: F401
+from . import extractive_qa  # noqa: F401

@@ -12,6 +12,7 @@ the size of `label/dict.txt`; the model gets a head of that size named
 ``--classification-head-name`` (`register_token_classification_head`).  The input dictionary gets
 `<mask>` appended like fairseq's `masked_lm`, so a masked-LM checkpoint's embeddings fit
 (`--restore-file ckpt --reset-optimizer --reset-dataloader --reset-meters`).
+Validation batches keep every sentence (`_eval_batches`).
 Criterion: `mega_token_classification` (token accuracy; entity precision/recall/F1 of BIO tags).
 """
 import contextlib
@@ -36,6 +37,7 @@ from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING, OmegaConf, open_dict
 
 from ..data.token_labels import TokenLabelDataset, check_aligned, num_labels
+from ._eval_batches import KeepAllEvalBatchesMixin
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ class TokenClassificationConfig(FairseqDataclass):
         default="token_classification_head", metadata={"help": "name of the model's token classification head"}
     )
     no_shuffle: bool = field(default=False, metadata={"help": "keep the training sentences in file order"})
+    train_subset: str = II("dataset.train_subset")
     seed: int = II("common.seed")
 
 
@@ -59,7 +62,7 @@ def load_input_dictionary(path: str) -> Dictionary:
 
 
 @register_task("mega_token_classification", dataclass=TokenClassificationConfig)
-class TokenClassificationTask(FairseqTask):
+class TokenClassificationTask(KeepAllEvalBatchesMixin, FairseqTask):
     def __init__(self, cfg, data_dictionary, label_dictionary):
         super().__init__(cfg)
         self.dictionary = data_dictionary
