@@ -69,8 +69,6 @@ def main():
     parser.add_argument("--spm", help="the sentencepiece model used in preparation (default: whitespace words)")
     parser.add_argument("--data", help="data-bin directory, if it moved since training")
     args = parser.parse_args()
-    import mega_fairseq  # noqa: F401  registers the plugin
-
     text, score = QAPredictor.from_checkpoint(args.checkpoint, args.spm, args.data).answer(args.question, args.context)
     print(f"{text}\t{score:.3f}")
 

@@ -10,7 +10,6 @@ whole validation set; `mega_fairseq.metrics.bio`).  Select checkpoints with
 import math
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
