@@ -7,7 +7,7 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
-HF_EXTRAS = ["transformers==4.57.6", "safetensors"]
+HF_EXTRAS = ["transformers==4.57.6", "safetensors", "protobuf"]  # protobuf: sentencepiece model edits for tokenizer export
 
 setup(
     name="mega_fairseq",
@@ -36,6 +36,6 @@ setup(
         "test": ["pytest"] + HF_EXTRAS,
     },
     entry_points={
-        "console_scripts": ["mega-export-hf = mega_fairseq.hf_export:main"],
+        "console_scripts": ["mega-export-hf = mega_fairseq.hf_export:main", "mega-import-hf = mega_fairseq.hf_import:main"],
     },
 )

@@ -4,7 +4,11 @@ import json
 import pytest
 import torch
 
-from conftest import LM_TRAIN_ARGS, fairseq_cli
+from conftest import LM_TRAIN_ARGS, REPO, fairseq_cli
+
+class NotAllowlisted:
+    """A class a weights_only load must refuse."""
+
 
 HF_TRAIN_ARGS = [a for a in LM_TRAIN_ARGS if a != "mega_lm_tiny"]
 HF_TRAIN_ARGS[HF_TRAIN_ARGS.index("--arch") + 1 : HF_TRAIN_ARGS.index("--arch") + 1] = ["mega_lm_hf"]
@@ -21,7 +25,7 @@ def hf_lm_checkpoint(lm_data, tmp_path_factory):
 def test_export_loads_in_transformers_with_the_same_logits(hf_lm_checkpoint, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from mega_fairseq.hf_export import export, load_fairseq_lm
+    from mega_fairseq.hf_export import export, load_fairseq_model
 
     data, checkpoint = hf_lm_checkpoint
     diff = export(str(checkpoint), str(tmp_path), data=str(data))
@@ -29,7 +33,7 @@ def test_export_loads_in_transformers_with_the_same_logits(hf_lm_checkpoint, tmp
     assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "mega"
     assert (tmp_path / "model.safetensors").exists() and "Verified" in (tmp_path / "README.md").read_text()
     hf = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
-    model, task = load_fairseq_lm(str(checkpoint), str(data))
+    model, task = load_fairseq_model(str(checkpoint), str(data))
     tokens = torch.randint(4, len(task.target_dictionary), (3, 16))  # two chunks of 8
     with torch.no_grad():
         assert (model(tokens)[0] - hf(tokens, use_cache=False).logits).abs().max() <= 1e-5
@@ -38,7 +42,7 @@ def test_export_loads_in_transformers_with_the_same_logits(hf_lm_checkpoint, tmp
 def test_cli_exports_and_refuses_with_the_option_to_change(hf_lm_checkpoint, trained_lm, tmp_path):
     data, checkpoint = hf_lm_checkpoint
     ok = fairseq_cli("mega-export-hf", checkpoint, tmp_path / "ok", "--data", data)
-    assert "verified: max |logits diff|" in ok.stdout
+    assert "verified: max |output diff|" in ok.stdout
     _, tiny_checkpoint, _ = trained_lm  # mega_lm_tiny: scaled embeddings and a final norm
     refused = fairseq_cli("mega-export-hf", tiny_checkpoint, tmp_path / "refused", "--data", data, check=False)
     assert refused.returncode == 2
@@ -49,3 +53,88 @@ def test_cli_exports_and_refuses_with_the_option_to_change(hf_lm_checkpoint, tra
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     proc = fairseq_cli("mega-export-hf", tmp_path / "nope.pt", tmp_path / "out", check=False)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_export_writes_nothing_when_verification_fails(hf_lm_checkpoint, tmp_path, monkeypatch):
+    from mega_fairseq import hf_export
+
+    data, checkpoint = hf_lm_checkpoint
+    monkeypatch.setattr(hf_export, "TOLERANCE", -1.0)  # any difference fails
+    with pytest.raises(hf_export.ExportError, match="verification failed"):
+        hf_export.export(str(checkpoint), str(tmp_path / "out"), data=str(data))
+    assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_import_round_trip_is_exact_and_fairseq_uses_the_checkpoint(hf_lm_checkpoint, tmp_path):
+    """fairseq -> HF -> fairseq -> HF: identical tensors; the imported checkpoint evaluates and resumes training."""
+    from safetensors.torch import load_file
+
+    from mega_fairseq.hf_export import export, load_fairseq_model
+    from mega_fairseq.hf_import import import_hf
+
+    data, checkpoint = hf_lm_checkpoint
+    export(str(checkpoint), str(tmp_path / "hf"), data=str(data))
+    diff = import_hf(str(tmp_path / "hf"), str(tmp_path / "ft" / "model.pt"))
+    assert diff <= 1e-4
+    assert (tmp_path / "ft" / "dict.txt").read_text() == (data / "dict.txt").read_text()
+    original, _ = load_fairseq_model(str(checkpoint), str(data))
+    imported, _ = load_fairseq_model(str(tmp_path / "ft" / "model.pt"), str(data))
+    for key, value in original.state_dict().items():
+        assert torch.equal(value, imported.state_dict()[key]), key
+    export(str(tmp_path / "ft" / "model.pt"), str(tmp_path / "hf2"), data=str(data))
+    first, second = load_file(str(tmp_path / "hf" / "model.safetensors")), load_file(str(tmp_path / "hf2" / "model.safetensors"))
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+    evaluated = fairseq_cli("fairseq-eval-lm", data, "--user-dir", REPO / "user_dir", "--cpu", "--path", tmp_path / "ft" / "model.pt",
+                            "--tokens-per-sample", "16", "--max-tokens", "256")
+    assert "Perplexity" in evaluated.stdout + evaluated.stderr
+    resumed = fairseq_cli("fairseq-train", data, *HF_TRAIN_ARGS, "--decoder-layers", "2", "--decoder-embed-dim", "32", "--decoder-hidden-dim", "48",
+                          "--decoder-ffn-embed-dim", "48", "--decoder-z-dim", "16", "--restore-file", tmp_path / "ft" / "model.pt",
+                          "--max-update", "2", "--save-dir", tmp_path / "resumed")
+    assert "Loaded checkpoint" in resumed.stdout + resumed.stderr and "(epoch 1 @ 0 updates)" in resumed.stdout + resumed.stderr
+
+
+def test_import_refuses_mismatched_or_unsafe_files(hf_lm_checkpoint, tmp_path):
+    import shutil
+
+    from mega_fairseq.hf_export import export
+    from mega_fairseq.hf_import import ImportError_, import_hf
+
+    data, checkpoint = hf_lm_checkpoint
+    export(str(checkpoint), str(tmp_path / "hf"), data=str(data))
+    # weights of another size than config.json says
+    bad = tmp_path / "bad"
+    shutil.copytree(tmp_path / "hf", bad)
+    config = json.loads((bad / "config.json").read_text())
+    config["intermediate_size"] += 8
+    (bad / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ImportError_, match=r"(?s)do not fit.*v_proj\.weight: \(48, 32\) vs expected \(56, 32\)"):
+        import_hf(str(bad), str(tmp_path / "out" / "model.pt"))
+    assert not (tmp_path / "out" / "model.pt").exists()
+    # a corrupt safetensors file
+    (bad / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ImportError_, match="not a readable safetensors"):
+        import_hf(str(bad), str(tmp_path / "out" / "model.pt"))
+    # a pickle with a global outside the allowlist is refused (weights_only=True)
+    (bad / "model.safetensors").unlink()
+    torch.save({"weights": torch.zeros(1), "payload": NotAllowlisted()}, bad / "pytorch_model.bin")
+    with pytest.raises(ImportError_, match="weights_only=True"):
+        import_hf(str(bad), str(tmp_path / "out" / "model.pt"))
+    # a transformers class without a fairseq counterpart, a non-mega config
+    with pytest.raises(ImportError_, match="no fairseq counterpart"):
+        import_hf(str(tmp_path / "hf"), str(tmp_path / "out" / "model.pt"), head="MegaForNothing")
+    config["model_type"] = "bert"
+    (bad / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ImportError_, match="not 'mega'"):
+        import_hf(str(bad), str(tmp_path / "out" / "model.pt"))
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_import_of_a_default_transformers_causal_lm_is_refused_with_the_reason(tmp_path):
+    from transformers import MegaConfig, MegaForCausalLM
+
+    from mega_fairseq.hf_import import ImportError_, import_hf
+
+    MegaForCausalLM(MegaConfig(is_decoder=True, bidirectional=False, num_hidden_layers=1, vocab_size=40)).save_pretrained(tmp_path / "hf")
+    with pytest.raises(ImportError_, match="token-type embeddings"):
+        import_hf(str(tmp_path / "hf"), str(tmp_path / "out.pt"))

@@ -1,0 +1,211 @@
+"""Import a transformers Mega model directory as a fairseq checkpoint.
+
+    mega-import-hf HF_DIR OUT_CHECKPOINT [--head HF_CLASS] [--dtype float32|float16|bfloat16] [--no-verify]
+
+Reads `config.json` and the weights (`model.safetensors`; a pickled `pytorch_model.bin` only
+with `torch.load(weights_only=True)`), rebuilds the matching fairseq model (MegaForCausalLM ->
+`mega_lm`), loads the converted weights with every key accounted for, compares the fairseq
+model's outputs with transformers' on a probe batch (<= 1e-4), and writes OUT_CHECKPOINT with
+`dict.txt` beside it.  The dictionary is the export's `dict.txt` when present, else the
+tokenizer's vocabulary, else placeholder symbols.  The checkpoint works with
+`fairseq-train --restore-file`, `fairseq-generate` and `fairseq-eval-lm` (pass your data-bin
+directory as usual; its dictionary must have the same size).  Nothing is written on failure.
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Dict, List
+
+import torch
+
+from .hf_targets import target_for_hf_class
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+TOLERANCE = 1e-4
+
+
+class ImportError_(ValueError):
+    """A model directory that cannot be imported (named so as not to shadow the builtin)."""
+
+
+def read_hf_weights(hf_dir: Path) -> Dict[str, torch.Tensor]:
+    """The state dict from model.safetensors, or pytorch_model.bin loaded with weights_only=True."""
+    safetensors_file, pickle_file = hf_dir / "model.safetensors", hf_dir / "pytorch_model.bin"
+    if safetensors_file.is_file():
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(safetensors_file))
+        except Exception as err:  # safetensors raises its own error types for corrupt headers
+            raise ImportError_(f"{safetensors_file} is not a readable safetensors file: {err}") from err
+    if pickle_file.is_file():
+        try:
+            return torch.load(str(pickle_file), map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise ImportError_(f"{pickle_file} could not be loaded safely (weights_only=True): {err}") from err
+    raise ImportError_(f"{hf_dir} has neither model.safetensors nor pytorch_model.bin")
+
+
+def build_dictionary(hf_dir: Path, vocab_size: int):
+    """fairseq Dictionary of exactly `vocab_size` entries for the HF model in `hf_dir`."""
+    from fairseq.data import Dictionary
+
+    dict_file = hf_dir / "dict.txt"
+    if dict_file.is_file():
+        dictionary = Dictionary.load(str(dict_file))
+        if len(dictionary) == vocab_size - 1:  # a masked LM's dictionary gains <mask> in the task
+            dictionary.add_symbol("<mask>")
+    else:
+        dictionary = Dictionary()
+        tokens = _tokenizer_vocabulary(hf_dir)
+        for i in range(dictionary.nspecial, vocab_size):
+            symbol = tokens[i] if tokens and i < len(tokens) and tokens[i] else f"<hf_{i}>"
+            dictionary.add_symbol(symbol if symbol not in dictionary.indices else f"<hf_{i}>")
+    if len(dictionary) != vocab_size:
+        raise ImportError_(f"the dictionary has {len(dictionary)} entries but the model's vocab_size is {vocab_size}")
+    return dictionary
+
+
+def _tokenizer_vocabulary(hf_dir: Path) -> List[str]:
+    """Tokens by id from a tokenizer in `hf_dir` if it uses fairseq's special layout, else []."""
+    if not (hf_dir / "tokenizer.json").is_file() and not (hf_dir / "tokenizer_config.json").is_file():
+        return []
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
+    except Exception:
+        return []
+    tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    return tokens if tokens[:4] == ["<s>", "<pad>", "</s>", "<unk>"] else []
+
+
+def fairseq_setup(options: List[str], task_name: str, data_dir: str):
+    """(cfg, task, model) built by fairseq's own parser from training options, as fairseq-train would."""
+    from fairseq import options as fairseq_options
+    from fairseq import tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    user_dir = Path(__file__).resolve().parents[1] / "user_dir"
+    argv = [data_dir, "--task", task_name, "--cpu", *options]
+    if user_dir.is_dir():
+        argv += ["--user-dir", str(user_dir)]
+    parser = fairseq_options.get_training_parser()
+    args = fairseq_options.parse_args_and_arch(parser, argv)
+    cfg = convert_namespace_to_omegaconf(args)
+    task = tasks.setup_task(cfg.task)
+    model = task.build_model(cfg.model)
+    return cfg, task, model
+
+
+def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "float32", verify: bool = True) -> float:
+    """Writes OUT_CHECKPOINT (+ dict.txt); returns the verified max abs output difference (nan if not verified)."""
+    from fairseq import checkpoint_utils
+    from omegaconf import OmegaConf
+    from transformers import MegaConfig
+
+    from .hf_export import probe_tokens
+
+    source = Path(hf_dir)
+    if not (source / "config.json").is_file():
+        raise ImportError_(f"{source}/config.json does not exist: pass a directory written by save_pretrained or mega-export-hf")
+    if dtype not in DTYPES:
+        raise ImportError_(f"unknown dtype {dtype!r}; choose {', '.join(DTYPES)}")
+    config_dict = json.loads((source / "config.json").read_text())
+    if config_dict.get("model_type") != "mega":
+        raise ImportError_(f"{source}/config.json describes model_type {config_dict.get('model_type')!r}, not 'mega'")
+    hf_config = MegaConfig.from_pretrained(str(source))
+    hf_class = head or (hf_config.architectures or [None])[0]
+    if hf_class is None:
+        raise ImportError_("config.json names no architecture: pass --head with the transformers class (e.g. MegaForCausalLM)")
+    try:
+        target = target_for_hf_class(hf_class)
+        options = target.fairseq_options(hf_config)
+    except ValueError as err:
+        raise ImportError_(f"cannot import {hf_class}: {err}") from err
+    if (hf_config.pad_token_id, hf_config.bos_token_id, hf_config.eos_token_id) != (1, 0, 2):
+        raise ImportError_(
+            f"special ids pad={hf_config.pad_token_id} bos={hf_config.bos_token_id} eos={hf_config.eos_token_id}: "
+            "fairseq dictionaries use <s>=0, <pad>=1, </s>=2, <unk>=3"
+        )
+    hf_state = read_hf_weights(source)
+    dictionary = build_dictionary(source, hf_config.vocab_size)
+
+    out = Path(out_checkpoint)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.tmp") as tmp_name:
+        tmp = Path(tmp_name)
+        dictionary.save(str(tmp / "dict.txt"))
+        cfg, task, model = fairseq_setup(options, target.fairseq_task, str(tmp))
+        try:
+            state = target.from_hf(hf_state, hf_config, target.layer_cfg(model))
+        except KeyError as err:
+            raise ImportError_(f"unexpected weights in {source}: {err}") from err
+        _load_exactly(model, state, source)
+        model.eval()
+        max_diff = float("nan")
+        if verify:
+            import transformers
+
+            hf_model = getattr(transformers, target.hf_class).from_pretrained(str(source), torch_dtype=torch.float32).eval()
+            from .hf_export import compare
+
+            max_diff = compare(target, model, hf_model, probe_tokens(target.layer_cfg(model), dictionary))
+            if not max_diff <= TOLERANCE:
+                raise ImportError_(f"verification failed: the fairseq model's outputs differ from transformers' by {max_diff:.3g}; nothing written")
+        cfg.task.data = str(out.parent.resolve())
+        weights = {k: (v.to(DTYPES[dtype]) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+        checkpoint = {
+            "args": None,
+            "cfg": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+            "model": weights,
+            "criterion": None,
+            "optimizer_history": [{"criterion_name": "CrossEntropyCriterion", "optimizer_name": "none", "lr_scheduler_state": {"best": None}, "num_updates": 0}],
+            "task_state": {},
+            "extra_state": {"train_iterator": {"epoch": 1, "iterations_in_epoch": 0}},  # training starts at epoch 1
+            "last_optimizer_state": None,
+            "hf_source": {"dir": str(source.resolve()), "class": target.hf_class},
+        }
+        checkpoint_utils.torch_persistent_save(checkpoint, str(tmp / out.name))
+        os.replace(tmp / out.name, out)
+        os.replace(tmp / "dict.txt", out.parent / "dict.txt")
+    return max_diff
+
+
+def _load_exactly(model, state: Dict[str, torch.Tensor], source: Path):
+    """load_state_dict that names every missing, unexpected or mis-shaped key."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [f"{k}: {tuple(state[k].shape)} vs expected {tuple(v.shape)}" for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        lines = [f"missing {missing}"] * bool(missing) + [f"unexpected {unexpected}"] * bool(unexpected) + shapes
+        raise ImportError_(f"the weights in {source} do not fit the model its config.json describes:\n  - " + "\n  - ".join(lines))
+    model.load_state_dict(state, strict=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="mega-import-hf", description=__doc__.split("\n\n")[0])
+    parser.add_argument("hf_dir")
+    parser.add_argument("out_checkpoint")
+    parser.add_argument("--head", help="transformers class to import as (default: config.json's architectures[0])")
+    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="dtype of the saved weights")
+    parser.add_argument("--no-verify", action="store_true", help="skip comparing outputs with transformers")
+    args = parser.parse_args(argv)
+    import mega_fairseq  # noqa: F401  registers the models
+
+    try:
+        diff = import_hf(args.hf_dir, args.out_checkpoint, args.head, args.dtype, verify=not args.no_verify)
+    except ImportError_ as err:
+        print(f"mega-import-hf: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out_checkpoint} and {Path(args.out_checkpoint).parent / 'dict.txt'}"
+          + ("" if diff != diff else f"; verified: max |output diff| {diff:.2e}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""A transformers tokenizer whose ids are a fairseq dictionary's ids, from the sentencepiece model
+the data was encoded with.
+
+fairseq's pipeline is: sentencepiece pieces -> `Dictionary` ids (specials <s>=0, <pad>=1, </s>=2,
+<unk>=3, then symbols in dict.txt order, which is by frequency, not sentencepiece's order).
+transformers' `XLMRobertaTokenizer` (slow and fast) maps a sentencepiece model to exactly
+that special layout with an offset of one: id = sentencepiece id + 1.  So we write a copy of the
+sentencepiece model whose pieces are re-ordered to dict.txt's order ([<unk>, <s>, </s>] first,
+then dictionary symbol k at position k-1), keeping each piece's score: segmentation is
+unchanged, and `AutoTokenizer.from_pretrained(OUT_DIR)` gives fairseq's ids.
+
+Encoding templates are XLM-R's, which are fairseq's RoBERTa conventions: ``<s> A </s>`` and
+``<s> A </s> </s> B </s>`` (sentence_prediction with --init-token 0 --separator-token 2); the
+masked LM's ``<mask>`` is the id after the dictionary, as fairseq's masked_lm task adds it.
+A causal LM consumes bare pieces: call the tokenizer with ``add_special_tokens=False``.
+
+Sentencepiece pieces that are not in the dictionary (never seen in the training data) are left
+out: fairseq would map such a piece to <unk>, the exported tokenizer segments around it.
+The export reports how many there are (usually none).
+"""
+import tempfile
+from pathlib import Path
+from typing import List, Tuple
+
+FAIRSEQ_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
+UNUSED_SCORE = -1e4  # dictionary-only symbols (fairseq's madeupword padding): never chosen by segmentation
+
+
+class TokenizerExportError(ValueError):
+    pass
+
+
+def dictionary_symbols(dictionary) -> List[str]:
+    """The dictionary's symbols after the four specials, without a trailing <mask> (XLM-R adds its own)."""
+    specials = tuple(dictionary.symbols[:4])
+    if specials != FAIRSEQ_SPECIALS or dictionary.nspecial != 4:
+        raise TokenizerExportError(
+            f"the dictionary starts with {specials} (nspecial {dictionary.nspecial}); a transformers tokenizer with "
+            f"matching ids needs fairseq's default specials {FAIRSEQ_SPECIALS}"
+        )
+    symbols = list(dictionary.symbols[4:])
+    if symbols and symbols[-1] == "<mask>":
+        symbols.pop()
+    if "<mask>" in symbols:
+        raise TokenizerExportError("<mask> must be the dictionary's last symbol (as fairseq's masked_lm task adds it)")
+    return symbols
+
+
+def reordered_spm_model(spm_path: str, symbols: List[str]) -> Tuple[bytes, int, List[str]]:
+    """A serialized sentencepiece model with pieces [<unk>, <s>, </s>] + `symbols`.
+
+    Returns (model bytes, number of sentencepiece pieces left out, dictionary symbols that are
+    not sentencepiece pieces)."""
+    from sentencepiece import sentencepiece_model_pb2 as model_pb2
+
+    proto = model_pb2.ModelProto()
+    proto.ParseFromString(Path(spm_path).read_bytes())
+    if proto.trainer_spec.model_type != model_pb2.TrainerSpec.UNIGRAM:
+        raise TokenizerExportError(f"{spm_path} is not a unigram sentencepiece model; only unigram models are exported")
+    pieces = {p.piece: p for p in proto.pieces}
+    Piece = model_pb2.ModelProto.SentencePiece
+    new_pieces = [
+        Piece(piece="<unk>", score=0.0, type=Piece.UNKNOWN),
+        Piece(piece="<s>", score=0.0, type=Piece.CONTROL),
+        Piece(piece="</s>", score=0.0, type=Piece.CONTROL),
+    ]
+    not_pieces = []
+    for symbol in symbols:
+        source = pieces.get(symbol)
+        if source is None or source.type != Piece.NORMAL:
+            not_pieces.append(symbol)
+            new_pieces.append(Piece(piece=symbol, score=UNUSED_SCORE, type=Piece.UNUSED))
+        else:
+            new_pieces.append(Piece(piece=symbol, score=source.score, type=Piece.NORMAL))
+    kept = set(symbols)
+    left_out = sum(1 for p in proto.pieces if p.type == Piece.NORMAL and p.piece not in kept)
+    del proto.pieces[:]
+    proto.pieces.extend(new_pieces)
+    proto.trainer_spec.unk_id, proto.trainer_spec.bos_id, proto.trainer_spec.eos_id, proto.trainer_spec.pad_id = 0, 1, 2, -1
+    return proto.SerializeToString(), left_out, not_pieces
+
+
+def save_tokenizer(spm_path: str, dictionary, out_dir: str, model_max_length: int = None) -> dict:
+    """Writes an XLM-R style tokenizer (slow + fast) for `dictionary` into `out_dir`; returns a summary."""
+    from transformers import XLMRobertaTokenizer, XLMRobertaTokenizerFast
+
+    if not Path(spm_path).is_file():
+        raise TokenizerExportError(f"sentencepiece model {spm_path} does not exist")
+    symbols = dictionary_symbols(dictionary)
+    model_bytes, left_out, not_pieces = reordered_spm_model(spm_path, symbols)
+    real_symbols = [s for s in symbols if not s.startswith("madeupword")]
+    missing = [s for s in not_pieces if not s.startswith("madeupword")]
+    if len(missing) > len(real_symbols) // 2:
+        raise TokenizerExportError(
+            f"{len(missing)} of {len(real_symbols)} dictionary symbols (e.g. {missing[:5]}) are not pieces of {spm_path}: "
+            "pass the sentencepiece model the data was encoded with"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab_file = Path(tmp) / "sentencepiece.bpe.model"
+        vocab_file.write_bytes(model_bytes)
+        kwargs = {"model_max_length": model_max_length} if model_max_length else {}
+        slow = XLMRobertaTokenizer(vocab_file=str(vocab_file), **kwargs)
+        fast = XLMRobertaTokenizerFast(vocab_file=str(vocab_file), **kwargs)
+        fast.save_pretrained(out_dir)  # tokenizer.json + tokenizer_config.json + special tokens
+        slow.save_pretrained(out_dir)  # adds sentencepiece.bpe.model for the slow class
+    return {"symbols": len(symbols), "spm_pieces_left_out": left_out, "symbols_not_in_spm": missing}
