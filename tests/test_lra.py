@@ -360,7 +360,7 @@ def test_fairseq_train_and_validate_report_accuracy(prepared, tmp_path):
     proc = fairseq_cli("fairseq-train", *args)
     assert "accuracy" in proc.stdout + proc.stderr and (tmp_path / "checkpoint_best.pt").exists()
     proc = fairseq_cli("fairseq-validate", data, "--task", "lra-text", "--user-dir", REPO / "user_dir", "--path", tmp_path / "checkpoint_best.pt",
-                       "--valid-subset", "test", "--batch-size", "8", "--cpu", "--num-workers", "0")
+                       "--valid-subset", "test", "--batch-size", "8", "--required-batch-size-multiple", "1", "--cpu", "--num-workers", "0")
     assert "| accuracy" in proc.stdout + proc.stderr
 
 
