@@ -85,8 +85,11 @@ def test_two_process_checkpoint_resumes_in_one_process(ddp_vs_single, lm_data, t
 
 
 def test_world_size_without_launcher_on_cpu_says_use_torchrun(monkeypatch):
-    import mega_fairseq  # noqa: F401  applies the patches
     from fairseq.distributed import utils as distributed_utils
+
+    from mega_fairseq import _distributed
+
+    _distributed.apply()  # idempotent; importing mega_fairseq has applied it already
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     with pytest.raises(ValueError, match="torch.distributed.run --nproc_per_node 2"):
