@@ -2,13 +2,14 @@
 anywhere never changes a sample's output, fairseq's masked_lm -> sentence_prediction / sentence_ranking
 pipeline trains from the CLI, and bad input gets a clear error."""
 import json
+import os
+import subprocess
 import warnings
 
 import pytest
 import torch
 import transformers
 
-import mega_fairseq  # noqa: F401  registers the plugin
 from fairseq.data import Dictionary
 from mega_fairseq.hf_names import (
     ENCODER_HEAD_KEYS,
@@ -20,7 +21,7 @@ from mega_fairseq.hf_names import (
 from mega_fairseq.models.mega_encoder import segments_from_separator
 from mega_fairseq.testing import randomize_
 
-from conftest import REPO, fairseq_cli
+from conftest import BIN, REPO, fairseq_cli
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 TOL = 1e-5
@@ -255,6 +256,18 @@ def test_sentence_ranking_task_gets_multiple_choice_heads():
     assert type(plain.classification_heads["reg"]).__name__ == "SequenceClassificationHead"
 
 
+def test_probabilities_and_max_positions():
+    model = build()
+    tokens, _ = batch([7, 4])
+    with torch.no_grad():
+        out = model(tokens)
+    lprobs = model.get_normalized_probs(out, log_probs=True)
+    assert lprobs.shape == (2, 7, 45) and torch.allclose(lprobs.exp().sum(-1), torch.ones(2, 7), atol=1e-5)
+    assert torch.allclose(model.output_layer(out[1]["inner_states"][-1].transpose(0, 1)), out[0])
+    assert model.max_positions() >= 10**6  # rotary: any length
+    assert build(rel_pos_bias="simple", max_positions=32).max_positions() == 32
+
+
 def test_bad_input_gets_clear_errors():
     model = build(add_token_type_embeddings=True)
     tokens, _ = batch([6, 6])
@@ -347,9 +360,9 @@ COMMON = ["--user-dir", REPO / "user_dir", "--cpu", "--num-workers", "0", "--opt
 MODEL = ["--arch", "mega_tiny", "--encoder-chunk-size", "8", "--add-token-type-embeddings"]
 
 
-def train_losses(proc):
+def train_losses(log: str):
     """Per-epoch training losses from fairseq-train's json log."""
-    rows = [json.loads(line[line.index("{"):]) for line in (proc.stdout + proc.stderr).splitlines() if '"train_loss"' in line]
+    rows = [json.loads(line[line.index("{"):]) for line in log.splitlines() if '"train_loss"' in line]
     return [float(r["train_loss"]) for r in rows]
 
 
@@ -358,7 +371,7 @@ def pretrained(encoder_data, tmp_path_factory):
     save = tmp_path_factory.mktemp("mlm_ckpt")
     proc = fairseq_cli("fairseq-train", encoder_data / "mlm", "--task", "masked_lm", "--criterion", "masked_lm", *MODEL, *COMMON,
                        "--tokens-per-sample", "32", "--sample-break-mode", "eos", "--max-epoch", "3", "--save-dir", save)
-    return save / "checkpoint_last.pt", train_losses(proc)
+    return save / "checkpoint_last.pt", train_losses(proc.stdout + proc.stderr)
 
 
 def test_masked_lm_pretraining_loss_falls(pretrained):
@@ -376,17 +389,36 @@ FINETUNE = {
 }
 
 
-@pytest.mark.parametrize("kind", list(FINETUNE))
-def test_finetune_from_masked_lm_checkpoint(kind, pretrained, encoder_data, tmp_path):
+@pytest.fixture(scope="module")
+def finetuned(pretrained, encoder_data, tmp_path_factory):
+    """kind -> (save dir, log) of fairseq-train fine-tuning runs from the masked-LM checkpoint.  The three
+    runs start together: each spends most of its time importing fairseq, which a second core overlaps."""
     checkpoint, _ = pretrained
-    data, *task = FINETUNE[kind]
-    proc = fairseq_cli("fairseq-train", encoder_data / data, *task, *MODEL, *COMMON, "--max-epoch", "3", "--save-dir", tmp_path,
-                       "--restore-file", checkpoint, "--reset-optimizer", "--reset-dataloader", "--reset-meters")
-    losses = train_losses(proc)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    runs = {}
+    for kind, (data, *task) in FINETUNE.items():
+        save = tmp_path_factory.mktemp(f"finetune_{kind}")
+        log = open(save / "log.txt", "w")
+        argv = [str(BIN / "fairseq-train"), str(encoder_data / data), *task, *map(str, MODEL + COMMON), "--max-epoch", "3", "--save-dir", str(save),
+                "--restore-file", str(checkpoint), "--reset-optimizer", "--reset-dataloader", "--reset-meters"]
+        runs[kind] = (save, log, subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT))
+    results = {}
+    for kind, (save, log, proc) in runs.items():
+        proc.wait(timeout=600)
+        log.close()
+        text = (save / "log.txt").read_text()
+        assert proc.returncode == 0, f"fine-tuning ({kind}) failed:\n{text[-4000:]}"
+        results[kind] = (save, text)
+    return results
+
+
+@pytest.mark.parametrize("kind", list(FINETUNE))
+def test_finetune_from_masked_lm_checkpoint(kind, finetuned):
+    save, log = finetuned[kind]
+    losses = train_losses(log)
     assert len(losses) == 3 and losses[-1] < losses[0], losses
-    log = proc.stdout + proc.stderr
     assert "Loaded checkpoint" in log
-    state = torch.load(tmp_path / "checkpoint_last.pt", map_location="cpu", weights_only=False)["model"]
+    state = torch.load(save / "checkpoint_last.pt", map_location="cpu", weights_only=False)["model"]
     head = {"classification": "classification_heads.sentence_classification_head.out_proj.weight",
             "regression": "classification_heads.sentence_classification_head.out_proj.weight",
             "multiple_choice": "classification_heads.sentence_classification_head.classifier.weight"}[kind]
