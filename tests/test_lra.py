@@ -266,6 +266,19 @@ def test_image_task_reads_the_forks_text_format(tmp_path):
     assert batch["target"].tolist() == [1, 0]
 
 
+def test_evaluation_batches_keep_every_example(prepared):
+    """fairseq's --required-batch-size-multiple rounding would drop the tail of the test split."""
+    data, truth = prepared["listops"]
+    task, _, _ = setup_lra(data, "lra-text", "mega_lra_listop", **SMALL)
+    task.load_dataset("test")
+    task.load_dataset("train")
+    seen = [i for batch in task.get_batch_iterator(dataset=task.dataset("test"), max_sentences=3, required_batch_size_multiple=3).next_epoch_itr(shuffle=False)
+            for i in batch["id"].tolist()]
+    assert sorted(seen) == list(range(len(truth["test"])))
+    train = [len(b["id"]) for b in task.get_batch_iterator(dataset=task.dataset("train"), max_sentences=8, required_batch_size_multiple=4).next_epoch_itr(shuffle=False)]
+    assert all(n % 4 == 0 for n in train)  # training keeps fairseq's rounding
+
+
 # ----------------------------------------------------------------------------- model
 def test_presets_registered_with_the_papers_structure():
     from fairseq.models import ARCH_CONFIG_REGISTRY

@@ -162,6 +162,13 @@ class _LRATask(FairseqTask):
     def max_positions(self):
         return None  # the model's max_positions decides
 
+    def get_batch_iterator(self, dataset, *args, **kwargs):
+        """Outside training, batches are not rounded to --required-batch-size-multiple: fairseq's
+        rounding drops the tail of a split (issue #5036), which would bias test accuracy."""
+        if dataset is not self.datasets.get("train") and "required_batch_size_multiple" in kwargs:
+            kwargs["required_batch_size_multiple"] = 1
+        return super().get_batch_iterator(dataset, *args, **kwargs)
+
 
 @register_task("lra-text", dataclass=LRATaskConfig)
 class LRATextTask(_LRATask):
