@@ -45,10 +45,13 @@ def load_fairseq_model(checkpoint: str, data: str = None):
 
 
 def probe_tokens(cfg, dictionary, batch: int = 2) -> torch.Tensor:
-    """Random ids spanning two chunks (or 32 tokens), without specials."""
+    """Random ids spanning two chunks (or 32 tokens); an encoder's probe is a sentence pair `<s> A </s> B`."""
     length = 2 * cfg.chunk_size if cfg.chunked else min(32, cfg.max_positions)
     gen = torch.Generator().manual_seed(0)
-    return torch.randint(dictionary.nspecial, len(dictionary), (batch, length), generator=gen)
+    tokens = torch.randint(dictionary.nspecial, len(dictionary), (batch, length), generator=gen)
+    if not cfg.causal and length >= 4:
+        tokens[:, 0], tokens[:, length // 2] = dictionary.bos(), dictionary.eos()
+    return tokens
 
 
 def compare(target: Target, model, hf_model, tokens: torch.Tensor) -> float:
@@ -57,12 +60,16 @@ def compare(target: Target, model, hf_model, tokens: torch.Tensor) -> float:
         ours = target.fairseq_outputs(model, tokens).float()
         theirs = target.hf_outputs(hf_model, tokens).float()
     if ours.shape != theirs.shape:
-        raise ExportError(f"output shapes differ: fairseq {tuple(ours.shape)} vs transformers {tuple(theirs.shape)}")
+        raise ValueError(f"output shapes differ: fairseq {tuple(ours.shape)} vs transformers {tuple(theirs.shape)}")
     return (ours - theirs).abs().max().item()
 
 
-def model_card(target: Target, cfg, checkpoint: str, max_diff: float, tokenizer_note: str) -> str:
+def model_card(target: Target, cfg, config, checkpoint: str, max_diff: float, tokenizer_note: str) -> str:
     notes = []
+    if config.add_token_type_embeddings:
+        notes.append("Token types: fairseq's mega_encoder uses type 0 up to the first `</s>` and 1 after it when given no ids; "
+                     "transformers uses 0 everywhere unless you pass `token_type_ids` — pass them (0 for the first segment, "
+                     "1 for the second) to get fairseq's outputs.")
     if cfg.chunked:
         notes.append(f"Chunked (chunk {cfg.chunk_size}): transformers needs inputs whose length is <= the chunk or a multiple of it"
                      + (", and its chunked incremental decoding crashes; decode with fairseq (mega_fairseq) instead." if cfg.causal else "."))
@@ -116,6 +123,10 @@ def export(checkpoint: str, out_dir: str, data: str = None, head: str = None, dt
     config = MegaConfig(
         **target.config_kwargs(model, dictionary), bos_token_id=dictionary.bos(), eos_token_id=dictionary.eos(), architectures=[target.hf_class],
     )
+    labels = getattr(task, "label_dictionary", None)
+    if labels is not None and config.num_labels == len(labels) - labels.nspecial > 1:  # class names for id2label
+        config.id2label = dict(enumerate(labels.symbols[labels.nspecial :]))
+        config.label2id = {name: i for i, name in config.id2label.items()}
     hf = hf_class(config).eval()
     missing, unexpected = hf.load_state_dict(target.to_hf(model), strict=False)
     tied = {"lm_head.weight", "mlm_head.weight"} if config.tie_word_embeddings else set()
@@ -141,14 +152,17 @@ def export(checkpoint: str, out_dir: str, data: str = None, head: str = None, dt
                                    "(fairseq maps them to <unk>; the tokenizer segments around them).")
         max_diff = float("nan")
         if verify:
-            reloaded = hf_class.from_pretrained(tmp, torch_dtype=torch.float32).eval()
+            reloaded = hf_class.from_pretrained(tmp, dtype=torch.float32).eval()
             tokens = probe_tokens(cfg, dictionary)
-            max_diff = compare(target, model, reloaded, tokens)
+            try:
+                max_diff = compare(target, model, reloaded, tokens)
+            except ValueError as err:
+                raise ExportError(f"verification failed: {err}; nothing written") from err
             scale = target.fairseq_outputs(model, tokens).abs().max().item()
             tolerance = TOLERANCE if dtype == "float32" else 1e-2 * max(1.0, scale)
             if not max_diff <= tolerance:
                 raise ExportError(f"verification failed: transformers' outputs differ by {max_diff:.3g} (> {tolerance:g}); nothing written")
-        (tmp / "README.md").write_text(model_card(target, cfg, checkpoint, max_diff, tokenizer_note), encoding="utf-8")
+        (tmp / "README.md").write_text(model_card(target, cfg, config, checkpoint, max_diff, tokenizer_note), encoding="utf-8")
         _move_into(tmp, out)
     return max_diff
 

@@ -17,7 +17,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List
 
 import torch
 
@@ -83,19 +83,25 @@ def _tokenizer_vocabulary(hf_dir: Path) -> List[str]:
     return tokens if tokens[:4] == ["<s>", "<pad>", "</s>", "<unk>"] else []
 
 
-def fairseq_setup(options: List[str], task_name: str, data_dir: str):
-    """(cfg, task, model) built by fairseq's own parser from training options, as fairseq-train would."""
+def fairseq_setup(arch: str, options: Dict[str, Any], task_name: str, data_dir: str):
+    """(cfg, task, model) as fairseq-train builds them for `--arch arch` with `options` set on top
+    (set on the parsed namespace, so that a preset's True cannot override an explicit False)."""
     from fairseq import options as fairseq_options
     from fairseq import tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
     user_dir = Path(__file__).resolve().parents[1] / "user_dir"
-    argv = [data_dir, "--task", task_name, "--cpu", *options]
+    argv = [data_dir, "--task", task_name, "--arch", arch, "--cpu"]
     if user_dir.is_dir():
         argv += ["--user-dir", str(user_dir)]
     parser = fairseq_options.get_training_parser()
     args = fairseq_options.parse_args_and_arch(parser, argv)
+    for name, value in options.items():
+        setattr(args, name, value)
     cfg = convert_namespace_to_omegaconf(args)
+    lost = {name: value for name, value in options.items() if cfg.model.get(name, "<absent>") != value}
+    if lost:
+        raise AssertionError(f"options did not reach the {arch} config: {lost}")
     task = tasks.setup_task(cfg.task)
     model = task.build_model(cfg.model)
     return cfg, task, model
@@ -123,7 +129,7 @@ def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "
         raise ImportError_("config.json names no architecture: pass --head with the transformers class (e.g. MegaForCausalLM)")
     try:
         target = target_for_hf_class(hf_class)
-        options = target.fairseq_options(hf_config)
+        arch, options = target.fairseq_options(hf_config)
     except ValueError as err:
         raise ImportError_(f"cannot import {hf_class}: {err}") from err
     if (hf_config.pad_token_id, hf_config.bos_token_id, hf_config.eos_token_id) != (1, 0, 2):
@@ -139,21 +145,26 @@ def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.tmp") as tmp_name:
         tmp = Path(tmp_name)
         dictionary.save(str(tmp / "dict.txt"))
-        cfg, task, model = fairseq_setup(options, target.fairseq_task, str(tmp))
+        cfg, task, model = fairseq_setup(arch, options, target.fairseq_task, str(tmp))
         try:
-            state = target.from_hf(hf_state, hf_config, target.layer_cfg(model))
-        except KeyError as err:
-            raise ImportError_(f"unexpected weights in {source}: {err}") from err
+            if target.prepare_import is not None:
+                target.prepare_import(model, hf_config)
+            state = target.from_hf(hf_state, hf_config, target.layer_cfg(model), model)
+        except (KeyError, ValueError) as err:
+            raise ImportError_(f"cannot import {source}: {err}") from err
         _load_exactly(model, state, source)
         model.eval()
         max_diff = float("nan")
         if verify:
             import transformers
 
-            hf_model = getattr(transformers, target.hf_class).from_pretrained(str(source), torch_dtype=torch.float32).eval()
+            hf_model = getattr(transformers, target.hf_class).from_pretrained(str(source), dtype=torch.float32).eval()
             from .hf_export import compare
 
-            max_diff = compare(target, model, hf_model, probe_tokens(target.layer_cfg(model), dictionary))
+            try:
+                max_diff = compare(target, model, hf_model, probe_tokens(target.layer_cfg(model), dictionary))
+            except ValueError as err:
+                raise ImportError_(f"verification failed: {err}") from err
             if not max_diff <= TOLERANCE:
                 raise ImportError_(f"verification failed: the fairseq model's outputs differ from transformers' by {max_diff:.3g}; nothing written")
         cfg.task.data = str(out.parent.resolve())
