@@ -28,6 +28,13 @@ def build_embedding(num_embeddings: int, dim: int, padding_idx: int) -> nn.Embed
     return embedding
 
 
+def right_align_order(padding_mask: Tensor) -> Optional[Tensor]:
+    """(B, T) permutation moving each row's padding (True) after its tokens, order kept; None if already so."""
+    if padding_mask.size(1) < 2 or not bool((padding_mask[:, :-1] & ~padding_mask[:, 1:]).any()):
+        return None
+    return torch.sort(padding_mask.to(torch.uint8), dim=1, stable=True).indices
+
+
 class MegaEncoder(FairseqEncoder):
     """Embeddings -> bidirectional Mega layers [-> final norm]; padding never changes other tokens."""
 
@@ -73,10 +80,18 @@ class MegaEncoder(FairseqEncoder):
         return_all_hiddens: bool = False,
         **unused,
     ) -> Dict[str, List[Tensor]]:
-        """src_tokens: (B, T) ids, padded with the dictionary's pad anywhere (left or right).
-        token_types: (B, T) segment ids when the model has token-type embeddings."""
+        """src_tokens: (B, T) ids, padded with the dictionary's pad anywhere (left, as fairseq's translation
+        data does, or right): a sample's output never depends on its padding.  token_types: (B, T) segment ids
+        when the model has token-type embeddings."""
         padding_mask = src_tokens.eq(self.dictionary.pad())
-        x, _, hiddens = self.stack(src_tokens, padding_mask, token_types=token_types, return_all_hiddens=return_all_hiddens)
+        order = right_align_order(padding_mask) if self.stack.cfg.chunked else None
+        if order is None:
+            x, _, hiddens = self.stack(src_tokens, padding_mask, token_types=token_types, return_all_hiddens=return_all_hiddens)
+        else:  # Mega-chunk windows start at position 0: run every row right-padded, then restore positions
+            types = None if token_types is None else token_types.gather(1, order)
+            x, _, hiddens = self.stack(src_tokens.gather(1, order), padding_mask.gather(1, order), token_types=types, return_all_hiddens=return_all_hiddens)
+            inverse = order.argsort(dim=1).unsqueeze(-1)
+            x, *hiddens = [h.gather(1, inverse.expand_as(h)) for h in [x, *hiddens]]
         return {
             "encoder_out": [x.transpose(0, 1)],  # T x B x D
             "encoder_padding_mask": [padding_mask],  # B x T, True at padding

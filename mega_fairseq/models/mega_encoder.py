@@ -84,13 +84,6 @@ def segments_from_separator(tokens: Tensor, separator: int) -> Tensor:
     return ((is_sep.cumsum(dim=1) - is_sep) > 0).long()
 
 
-def right_align_order(padding_mask: Tensor) -> Optional[Tensor]:
-    """(B, T) permutation moving each row's padding (True) after its tokens, order kept; None if already so."""
-    if padding_mask.size(1) < 2 or not bool((padding_mask[:, :-1] & ~padding_mask[:, 1:]).any()):
-        return None
-    return torch.sort(padding_mask.to(torch.uint8), dim=1, stable=True).indices
-
-
 @register_model("mega_encoder", dataclass=MegaEncoderConfig)
 class MegaEncoderModel(FairseqEncoderModel):
     """`MegaEncoder` + masked-LM head (`lm_head`) + named heads (`classification_heads`)."""
@@ -148,16 +141,9 @@ class MegaEncoderModel(FairseqEncoderModel):
             head = self.classification_heads[classification_head_name]
         token_types = self._token_types(src_tokens, token_types)
         padding_mask = src_tokens.eq(self.encoder.dictionary.pad())
-        order = right_align_order(padding_mask)
-        if order is not None:  # Mega-chunk windows start at position 0: run every row right-padded
-            src_tokens = src_tokens.gather(1, order)
-            token_types = None if token_types is None else token_types.gather(1, order)
         out = self.encoder(src_tokens, src_lengths, token_types=token_types, return_all_hiddens=return_all_hiddens)
-        x, states = out["encoder_out"][0], out["encoder_states"]  # T x B x D each
-        if order is not None:
-            inverse = order.argsort(dim=1).t().unsqueeze(-1)  # T x B x 1
-            x, *states = [h.gather(0, inverse.expand_as(h)) for h in [x, *states]]
-        states = states if return_all_hiddens else [x]
+        x = out["encoder_out"][0]  # T x B x D
+        states = out["encoder_states"] if return_all_hiddens else [x]
         x = x.transpose(0, 1)
         extra = {"inner_states": states, "padding_mask": padding_mask}
         if head is not None:
