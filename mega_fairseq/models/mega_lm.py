@@ -24,13 +24,13 @@ from torch import Tensor, nn
 from ..modules import MegaStack
 from ..modules.config import NORM_TYPES, REL_POS_BIASES
 from .encoder import build_embedding
-from .options import MegaDecoderSizes, MegaLayerOptions, layer_config
+from .options import MegaDecoderSizes, MegaDecoderStructureOptions, MegaLayerOptions, layer_config
 
 DEFAULT_MAX_TARGET_POSITIONS = 1024
 
 
 @dataclass
-class MegaLMConfig(MegaLayerOptions, MegaDecoderSizes):
+class MegaLMConfig(MegaLayerOptions, MegaDecoderSizes, MegaDecoderStructureOptions):
     # defaults = the original fork's `mega_lm` (base_lm_architecture)
     decoder_hidden_dim: int = field(default=1664, metadata={"help": "value/gate width H"})
     decoder_ffn_embed_dim: int = field(default=1664, metadata={"help": "normalized FFN width"})
@@ -38,20 +38,9 @@ class MegaLMConfig(MegaLayerOptions, MegaDecoderSizes):
     normalization_type: ChoiceEnum(NORM_TYPES) = field(default="layernorm", metadata={"help": "normalization layer"})
     normalize_before: bool = field(default=False, metadata={"help": "pre-norm (adds a final norm after the last layer)"})
     truncation_length: Optional[int] = field(default=2048, metadata={"help": "truncate the EMA kernel to this many positions"})
-    no_scale_embedding: bool = field(default=False, metadata={"help": "do not scale token embeddings by sqrt(D)"})
-    normalize_embedding: bool = field(default=False, metadata={"help": "normalize token embeddings"})
-    no_final_norm: bool = field(default=False, metadata={"help": "no norm after the last layer even with --normalize-before (HF Mega has none)"})
-    no_affine_final_norm: bool = field(default=False, metadata={"help": "final norm without learned scale/shift"})
-    share_decoder_input_output_embed: bool = field(default=False, metadata={"help": "tie input and output embeddings"})
-    output_bias: bool = field(default=False, metadata={"help": "add a bias to the output projection (HF's lm_head has one)"})
     adaptive_input: bool = field(default=False, metadata={"help": "adaptive input embeddings"})
     adaptive_input_factor: float = field(default=4, metadata={"help": "adaptive input factor"})
     adaptive_input_cutoff: Optional[str] = field(default=None, metadata={"help": "comma-separated adaptive input cutoffs"})
-    adaptive_softmax_cutoff: Optional[str] = field(default=None, metadata={"help": "comma-separated adaptive softmax cutoffs (use --criterion adaptive_loss)"})
-    adaptive_softmax_dropout: float = field(default=0.0, metadata={"help": "dropout of the adaptive softmax tail projections"})
-    adaptive_softmax_factor: float = field(default=4, metadata={"help": "adaptive softmax factor"})
-    tie_adaptive_weights: bool = field(default=False, metadata={"help": "tie adaptive input and softmax weights"})
-    tie_adaptive_proj: bool = field(default=False, metadata={"help": "tie adaptive input and softmax projections"})
     max_target_positions: Optional[int] = II("task.max_target_positions")
     tokens_per_sample: int = II("task.tokens_per_sample")
 

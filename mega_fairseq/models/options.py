@@ -30,6 +30,24 @@ class MegaLayerOptions(FairseqDataclass):
     no_nffn: bool = field(default=False, metadata={"help": "leave out the normalized feed-forward network"})
 
 
+@dataclass
+class MegaDecoderStructureOptions(FairseqDataclass):
+    """Embedding, final-norm and output-layer switches that `MegaDecoder` reads (the LM and the
+    translation model share them; the translation encoder follows the same embedding/final-norm ones)."""
+
+    no_scale_embedding: bool = field(default=False, metadata={"help": "do not scale token embeddings by sqrt(D)"})
+    normalize_embedding: bool = field(default=False, metadata={"help": "normalize token embeddings"})
+    no_final_norm: bool = field(default=False, metadata={"help": "no norm after the last layer even with --normalize-before (HF Mega has none)"})
+    no_affine_final_norm: bool = field(default=False, metadata={"help": "final norm without learned scale/shift"})
+    share_decoder_input_output_embed: bool = field(default=False, metadata={"help": "tie input and output embeddings"})
+    output_bias: bool = field(default=False, metadata={"help": "add a bias to the output projection (HF's lm_head has one)"})
+    adaptive_softmax_cutoff: Optional[str] = field(default=None, metadata={"help": "comma-separated adaptive softmax cutoffs (use --criterion adaptive_loss)"})
+    adaptive_softmax_dropout: float = field(default=0.0, metadata={"help": "dropout of the adaptive softmax tail projections"})
+    adaptive_softmax_factor: float = field(default=4, metadata={"help": "adaptive softmax factor"})
+    tie_adaptive_weights: bool = field(default=False, metadata={"help": "tie adaptive input and softmax weights"})
+    tie_adaptive_proj: bool = field(default=False, metadata={"help": "tie adaptive input and softmax projections"})
+
+
 def _size_options(side: str, layers: int, embed: int, hidden: int, ffn: int, z: int, n: int):
     """Dataclass fields `{side}_layers`, `{side}_embed_dim`, ... (the original fork's option names)."""
     return {

@@ -1,0 +1,220 @@
+"""`mega`: the Mega encoder-decoder for fairseq's `translation` task (the paper's WMT'16 en-de setting).
+
+Encoder: `MegaEncoder` (bidirectional EMA, full or chunked attention).  Decoder: `MegaDecoder`
+(causal EMA and attention) with gated cross-attention in every layer.  Presets keep the original
+fork's names and hyperparameters: `mega` (the config defaults = its `base_architecture`), `mega_wmt_en_de`,
+`mega_wmt_en_de_big`; `mega_translation_tiny` is for tests and CPU demos.
+
+Decoding is incremental: per decoder layer the state holds the EMA state (B, D, N), the
+keys/values of the current chunk and the cross-attention keys/values of the encoder output,
+projected once per sentence (B, S, z) / (B, S, D) and reordered with the beam.
+
+Sources are right-aligned before encoding (fairseq's `translation` task left-pads them), so the
+cross-attention's relative position bias and the encoder's chunk boundaries see every source
+token at its true position whatever padding the batch has: a sentence translates the same alone
+or in any batch.
+"""
+import hashlib
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from fairseq.dataclass import ChoiceEnum
+from fairseq.models import FairseqEncoderDecoderModel, register_model, register_model_architecture
+from fairseq.utils import safe_getattr
+from omegaconf import II
+from torch import Tensor
+
+from ..modules.config import REL_POS_BIASES
+from .encoder import MegaEncoder, build_embedding
+from .mega_lm import MegaDecoder, _defaults
+from .options import MegaDecoderSizes, MegaDecoderStructureOptions, MegaEncoderSizes, MegaLayerOptions
+
+DEFAULT_MAX_POSITIONS = 1024
+
+
+@dataclass
+class MegaTranslationConfig(MegaLayerOptions, MegaEncoderSizes, MegaDecoderSizes, MegaDecoderStructureOptions):
+    # defaults = the original fork's `mega` base_architecture (post-norm, layernorm, simple bias, truncation 1024)
+    rel_pos_bias: ChoiceEnum(REL_POS_BIASES) = field(default="simple", metadata={"help": "relative position bias: simple or rotary"})
+    normalize_before: bool = field(default=False, metadata={"help": "pre-norm (adds a final norm after the last encoder/decoder layer)"})
+    truncation_length: Optional[int] = field(default=1024, metadata={"help": "truncate the EMA kernel to this many positions"})
+    share_all_embeddings: bool = field(
+        default=False, metadata={"help": "share encoder, decoder and output embeddings (needs a joined dictionary and equal embed dims)"}
+    )
+    max_source_positions: Optional[int] = II("task.max_source_positions")
+    max_target_positions: Optional[int] = II("task.max_target_positions")
+
+
+def dictionary_digest(dictionary) -> int:
+    """A 63-bit fingerprint of a dictionary's symbols (in order), stored with the weights."""
+    digest = hashlib.sha256("\n".join(dictionary.symbols).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+class _Overrides:
+    """`args` with a few attributes replaced (read-only view)."""
+
+    def __init__(self, base, **values):
+        self.__dict__.update(_base=base, _values=values)
+
+    def __getattr__(self, name):
+        values = self.__dict__["_values"]
+        return values[name] if name in values else getattr(self.__dict__["_base"], name)
+
+
+class MegaTranslationEncoder(MegaEncoder):
+    """`MegaEncoder` that right-aligns its (B, S) source and refuses sources longer than `--max-source-positions`."""
+
+    def forward(self, src_tokens: Tensor, src_lengths: Optional[Tensor] = None, return_all_hiddens: bool = False, **unused):
+        if src_tokens.dim() != 2:
+            raise ValueError(f"src_tokens must be (batch, length) token ids, got shape {tuple(src_tokens.shape)}")
+        if src_tokens.size(1) > self.max_source_positions:
+            raise ValueError(
+                f"source of {src_tokens.size(1)} tokens is longer than this model supports (--max-source-positions "
+                f"{self.max_source_positions}); split the sentence, skip it (--skip-invalid-size-inputs-valid-test), or "
+                "train with a larger --max-source-positions"
+            )
+        padding = src_tokens.eq(self.dictionary.pad())
+        if bool(padding[:, 0].any()):  # move padding to the end, keeping the tokens' order
+            src_tokens = src_tokens.gather(1, torch.argsort(padding.to(torch.int8), dim=1, stable=True))
+        return super().forward(src_tokens, src_lengths, return_all_hiddens=return_all_hiddens)
+
+
+@register_model("mega", dataclass=MegaTranslationConfig)
+class MegaTranslationModel(FairseqEncoderDecoderModel):
+    def __init__(self, args, encoder, decoder):
+        super().__init__(encoder, decoder)
+        self.args = args
+        digests = [dictionary_digest(encoder.dictionary), dictionary_digest(decoder.dictionary)]
+        self.register_buffer("dictionary_digest", torch.tensor(digests, dtype=torch.long))
+
+    @classmethod
+    def build_model(cls, args, task):
+        for name in ("max_source_positions", "max_target_positions"):
+            if safe_getattr(args, name, None) is None:
+                setattr(args, name, DEFAULT_MAX_POSITIONS)
+        if args.tie_adaptive_weights:
+            raise ValueError("--tie-adaptive-weights needs adaptive input embeddings, which the translation model does not have")
+        src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
+        encoder_embed = build_embedding(len(src_dict), args.encoder_embed_dim, src_dict.pad())
+        if args.share_all_embeddings:
+            if src_dict != tgt_dict:
+                raise ValueError(
+                    "--share-all-embeddings needs one dictionary for both languages: binarize with "
+                    "fairseq-preprocess --joined-dictionary (or drop the option)"
+                )
+            if args.encoder_embed_dim != args.decoder_embed_dim:
+                raise ValueError(
+                    f"--share-all-embeddings needs --encoder-embed-dim ({args.encoder_embed_dim}) == "
+                    f"--decoder-embed-dim ({args.decoder_embed_dim})"
+                )
+            decoder_embed = encoder_embed
+            args.share_decoder_input_output_embed = True
+        else:
+            decoder_embed = build_embedding(len(tgt_dict), args.decoder_embed_dim, tgt_dict.pad())
+        encoder = MegaTranslationEncoder(
+            args,
+            src_dict,
+            encoder_embed,
+            max_positions=args.max_source_positions,
+            scale_embedding=not args.no_scale_embedding,
+            normalize_embedding=args.normalize_embedding,
+            final_norm=args.normalize_before and not args.no_final_norm,
+            final_norm_affine=not args.no_affine_final_norm,
+        )
+        # as in the original, the decoder's simple bias spans max(source, target) positions: cross-attention
+        # relates target position i to source position j
+        span = max(args.max_source_positions, args.max_target_positions)
+        decoder = MegaDecoder(_Overrides(args, max_target_positions=span), tgt_dict, decoder_embed, cross_attention=True)
+        decoder.max_target_positions = args.max_target_positions
+        return cls(args, encoder, decoder)
+
+    def max_positions(self):
+        return (self.encoder.max_source_positions, self.decoder.max_target_positions)
+
+    def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
+        """Refuses weights trained with other dictionaries than the task's, naming the side and the fix."""
+        sides = (
+            ("source", "encoder.stack.embed_tokens.weight", self.encoder.dictionary, 0),
+            ("target", "decoder.stack.embed_tokens.weight", self.decoder.dictionary, 1),
+        )
+        saved_digest = state_dict.get("dictionary_digest")
+        for side, key, dictionary, index in sides:
+            fix = (
+                "binarize the data with the dictionaries the model was trained with (fairseq-preprocess --srcdict/--tgtdict "
+                "pointing at the checkpoint's dict files) or pass that data directory"
+            )
+            if key in state_dict and state_dict[key].size(0) != len(dictionary):
+                raise ValueError(
+                    f"the checkpoint's {side} dictionary has {state_dict[key].size(0)} symbols but the task's has "
+                    f"{len(dictionary)}: {fix}"
+                )
+            if saved_digest is not None and int(saved_digest[index]) != int(self.dictionary_digest[index]):
+                raise ValueError(f"the task's {side} dictionary has the checkpoint's size but other symbols: {fix}")
+        return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
+
+
+def mega_base(args):
+    """The original fork's `base_architecture`: 6+6 layers, D=512, H=FFN=1024, z=128, N=16; decoder sizes follow the encoder's.
+
+    (`--arch mega` itself takes the dataclass defaults, which are these sizes, without the following.)"""
+    _defaults(
+        args, encoder_layers=6, encoder_embed_dim=512, encoder_hidden_dim=1024, encoder_z_dim=128, encoder_n_dim=16, encoder_chunk_size=-1
+    )
+    _defaults(args, encoder_ffn_embed_dim=args.encoder_hidden_dim)
+    _defaults(
+        args,
+        decoder_layers=6,
+        decoder_embed_dim=args.encoder_embed_dim,
+        decoder_hidden_dim=args.encoder_hidden_dim,
+        decoder_ffn_embed_dim=args.encoder_ffn_embed_dim,
+        decoder_z_dim=args.encoder_z_dim,
+        decoder_n_dim=args.encoder_n_dim,
+        decoder_chunk_size=args.encoder_chunk_size,
+        dropout=0.1,
+        attention_dropout=0.0,
+        hidden_dropout=0.0,
+        activation_dropout=0.0,
+        rel_pos_bias="simple",
+        normalization_type="layernorm",
+        normalize_before=False,
+        truncation_length=1024,
+        activation_fn="silu",
+        attention_activation_fn="softmax",
+    )
+
+
+@register_model_architecture("mega", "mega_wmt_en_de")
+def mega_wmt_en_de(args):
+    """WMT'16 en-de (the paper: 67M parameters with a 32k joined vocabulary and shared embeddings)."""
+    _defaults(args, dropout=0.1, attention_dropout=0.1, hidden_dropout=0.1, activation_dropout=0.1)
+    mega_base(args)
+
+
+@register_model_architecture("mega", "mega_wmt_en_de_big")
+def mega_wmt_en_de_big(args):
+    """The original fork's big variant: D=1024, H=FFN=2048, z=256, dropout 0.3."""
+    _defaults(args, encoder_embed_dim=1024, encoder_hidden_dim=2048, encoder_z_dim=256)
+    _defaults(args, dropout=0.3, attention_dropout=0.1, hidden_dropout=0.1, activation_dropout=0.1)
+    mega_base(args)
+
+
+@register_model_architecture("mega", "mega_translation_tiny")
+def mega_translation_tiny(args):
+    """A small pre-norm model for tests and CPU demos (2+2 layers, D=64, rotary bias, shared embeddings)."""
+    _defaults(
+        args,
+        encoder_layers=2,
+        encoder_embed_dim=64,
+        encoder_hidden_dim=128,
+        encoder_ffn_embed_dim=128,
+        encoder_z_dim=32,
+        encoder_n_dim=8,
+        decoder_layers=2,
+        rel_pos_bias="rotary",
+        normalize_before=True,
+        truncation_length=None,
+        share_all_embeddings=True,
+    )
+    mega_base(args)
