@@ -26,7 +26,7 @@ from omegaconf import II
 from torch import Tensor
 
 from ..modules.config import REL_POS_BIASES
-from .encoder import MegaEncoder, build_embedding
+from .encoder import MegaEncoder, build_embedding, right_align_order
 from .mega_lm import MegaDecoder, _defaults
 from .options import MegaDecoderSizes, MegaDecoderStructureOptions, MegaEncoderSizes, MegaLayerOptions
 
@@ -75,9 +75,9 @@ class MegaTranslationEncoder(MegaEncoder):
                 f"{self.max_source_positions}); split the sentence, skip it (--skip-invalid-size-inputs-valid-test), or "
                 "train with a larger --max-source-positions"
             )
-        padding = src_tokens.eq(self.dictionary.pad())
-        if bool(padding[:, 0].any()):  # move padding to the end, keeping the tokens' order
-            src_tokens = src_tokens.gather(1, torch.argsort(padding.to(torch.int8), dim=1, stable=True))
+        order = right_align_order(src_tokens.eq(self.dictionary.pad()))
+        if order is not None:  # the decoder sees the right-aligned encoder output
+            src_tokens = src_tokens.gather(1, order)
         return super().forward(src_tokens, src_lengths, return_all_hiddens=return_all_hiddens)
 
 
