@@ -84,3 +84,17 @@ def mlm_checkpoint(tmp_path_factory):
         "--save-dir", root / "ckpt",
     )
     return root / "ckpt" / "checkpoint_last.pt", root / "bin" / "dict.txt"
+
+
+def assert_exports_to_transformers(checkpoint, data, auto_class: str, out_dir, head=None):
+    """mega-export-hf's export of a fairseq-trained checkpoint (verified against the fairseq model inside
+    export) loads with transformers' `auto_class`; returns the verified max abs output difference."""
+    import transformers
+
+    from mega_fairseq.hf_export import export
+
+    diff = export(str(checkpoint), str(out_dir), data=str(data), head=head)
+    assert diff <= 1e-4, diff
+    loaded = getattr(transformers, auto_class).from_pretrained(str(out_dir))
+    assert type(loaded).__name__.startswith("MegaFor") or type(loaded).__name__ == "MegaModel"
+    return diff

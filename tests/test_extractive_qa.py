@@ -14,7 +14,7 @@ from mega_fairseq.criterions.extractive_qa import predict_spans, score_predictio
 from mega_fairseq.data.qa_windows import QAWindowDataset, best_span, best_span_in_window, plan_windows, span_text
 from mega_fairseq.metrics.squad import exact_match, normalize_answer, span_exact_match, span_f1, token_f1
 
-from conftest import MLM_MODEL, REPO, fairseq_cli
+from conftest import MLM_MODEL, REPO, assert_exports_to_transformers, fairseq_cli
 
 spec = importlib.util.spec_from_file_location("prepare_extractive_qa", REPO / "scripts" / "prepare_extractive_qa.py")
 prepare = importlib.util.module_from_spec(spec)
@@ -223,3 +223,4 @@ def test_finetune_from_masked_lm_checkpoint_and_answer(squad, mlm_checkpoint, tm
     qa = QAPredictor.from_checkpoint(tmp_path / "ckpt/checkpoint_best.pt")
     context = " ".join(f"w{i % 30}" for i in range(40)) + " a3 a4 w5 w6"  # 44 tokens: the answer is past the first window
     assert qa.answer("q1 q2 q3", context)[0] == "a3 a4"
+    assert_exports_to_transformers(tmp_path / "ckpt/checkpoint_best.pt", data, "AutoModelForQuestionAnswering", tmp_path / "hf")

@@ -21,7 +21,7 @@ from mega_fairseq.hf_names import (
 from mega_fairseq.models.mega_encoder import segments_from_separator
 from mega_fairseq.testing import randomize_
 
-from conftest import BIN, REPO, fairseq_cli
+from conftest import BIN, REPO, assert_exports_to_transformers, fairseq_cli
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 TOL = 1e-5
@@ -423,3 +423,17 @@ def test_finetune_from_masked_lm_checkpoint(kind, finetuned):
             "regression": "classification_heads.sentence_classification_head.out_proj.weight",
             "multiple_choice": "classification_heads.sentence_classification_head.classifier.weight"}[kind]
     assert head in state
+
+
+AUTO_CLASSES = {"classification": "AutoModelForSequenceClassification", "regression": "AutoModelForSequenceClassification",
+                "multiple_choice": "AutoModelForMultipleChoice"}
+
+
+@pytest.mark.parametrize("kind", list(FINETUNE))
+def test_finetuned_checkpoint_exports_to_transformers(kind, finetuned, encoder_data, tmp_path):
+    save, _ = finetuned[kind]
+    assert_exports_to_transformers(save / "checkpoint_last.pt", encoder_data / FINETUNE[kind][0], AUTO_CLASSES[kind], tmp_path / "hf")
+
+
+def test_pretrained_checkpoint_exports_to_transformers(pretrained, encoder_data, tmp_path):
+    assert_exports_to_transformers(pretrained[0], encoder_data / "mlm", "AutoModelForMaskedLM", tmp_path / "hf")

@@ -12,7 +12,7 @@ from mega_fairseq.data.token_labels import IGNORE_INDEX
 from mega_fairseq.metrics.bio import chunk_counts, extract_chunks, precision_recall_f1
 from mega_fairseq.tasks.token_classification import TokenClassificationConfig, TokenClassificationTask
 
-from conftest import MLM_MODEL, REPO, fairseq_cli
+from conftest import MLM_MODEL, REPO, assert_exports_to_transformers, fairseq_cli
 
 
 def json_log(log, kind):
@@ -195,3 +195,4 @@ def test_finetune_from_masked_lm_checkpoint(conll, mlm_checkpoint, tmp_path):
     assert float(valid[-1]["valid_ent_f1"]) > 50, valid[-1]
     state = torch.load(tmp_path / "ckpt/checkpoint_best.pt", map_location="cpu", weights_only=False)["model"]
     assert state["classification_heads.token_classification_head.classifier.weight"].shape[0] == 5
+    assert_exports_to_transformers(tmp_path / "ckpt/checkpoint_best.pt", data, "AutoModelForTokenClassification", tmp_path / "hf")
