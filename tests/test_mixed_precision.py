@@ -1,7 +1,10 @@
 """Mixed precision on CPU: long chunked forward in fp16/bf16 vs fp32, and fairseq-train with
 --fp16, --memory-efficient-fp16, --bf16 (made to work on CPU by mega_fairseq/_precision.py) and --amp."""
 import copy
+import importlib.util
 import re
+import sys
+import types
 
 import pytest
 import torch
@@ -41,6 +44,28 @@ def test_long_chunked_forward_in_half_precision_matches_fp32(long_run, dtype):
     assert error[:, -2048:].max() < 3 * error[:, :2048].max() + 1e-3
 
 
+def test_long_chunked_forward_under_cpu_autocast_matches_fp32(long_run):
+    """torch.autocast (what --amp uses on CUDA) with bf16 on the CPU: same bound as a bf16 model."""
+    model, tokens, expected = long_run
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(tokens)[0]
+    assert torch.isfinite(out).all()
+    assert (out.float() - expected).abs().max() / expected.abs().max() < LONG_TOL[torch.bfloat16]
+
+
+def test_ema_stays_fp32_under_autocast():
+    from mega_fairseq.modules import MultiHeadDampedEMA
+
+    ema = randomize_(MultiHeadDampedEMA(16, 4))
+    x = torch.randn(1, 3000, 16)
+    kernel, (y, state) = ema.kernel(5000), ema(x, return_state=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        kernel_ac, (y_ac, state_ac) = ema.kernel(5000), ema(x, return_state=True)
+        ema_step, _ = ema.step(x[:, 0])
+    assert kernel_ac.dtype == state_ac.dtype == ema_step.dtype == torch.float32
+    assert torch.equal(kernel_ac, kernel) and torch.equal(y_ac, y) and torch.equal(state_ac, state)
+
+
 # ---- fairseq-train -----------------------------------------------------------------------------
 def train_losses(log):
     """(per-update training losses, log lines) from fairseq's train_inner lines (--log-interval 1)."""
@@ -76,3 +101,29 @@ def test_mixed_precision_training_on_cpu(lm_data, tmp_path, flags, kind):
     assert all(("loss_scale=" in line) == (kind != "bf16") for line in inner)  # bf16 runs without loss scaling
     if kind == "bf16":
         assert "training in bfloat16 on the CPU" in log
+
+
+# ---- apex: used when importable, never required ------------------------------------------------
+def test_layernorm_uses_apex_fused_layer_norm_only_when_fairseq_finds_it(monkeypatch):
+    from mega_fairseq.modules import LayerNorm, build_norm, norms
+
+    if importlib.util.find_spec("apex") is None or not torch.cuda.is_available():
+        assert norms.apex_layer_norm_class() is None and type(build_norm("layernorm", 8)) is LayerNorm
+    calls = []
+
+    class FakeFused(nn.LayerNorm):  # stands in for fairseq.modules.layer_norm.FusedLayerNorm
+        def forward(self, x):
+            calls.append(x.shape)
+            return super().forward(x)
+
+    fake_layer_norm = types.SimpleNamespace(FusedLayerNorm=FakeFused, has_fused_layernorm=True)
+    monkeypatch.setitem(sys.modules, "fairseq.modules.layer_norm", fake_layer_norm)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    norms.apex_layer_norm_class.cache_clear()
+    try:
+        norm = build_norm("layernorm", 8)
+        assert isinstance(norm, FakeFused) and set(norm.state_dict()) == {"weight", "bias"}
+        x = torch.randn(2, 3, 8)
+        assert torch.equal(norm(x, torch.zeros(2, 3, dtype=torch.bool)), LayerNorm(8)(x)) and calls == [x.shape]
+    finally:
+        norms.apex_layer_norm_class.cache_clear()

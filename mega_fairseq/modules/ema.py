@@ -8,16 +8,29 @@ For every model channel d and expansion dimension n (N of them):
 
 Training runs the recurrence as one FFT convolution with the kernel
 k_l = sum_n gamma/sqrt(N) * p * beta * q^l; decoding and streaming run the same maths from a
-carried state h (batch, D, N).  Kernel and FFT are computed in fp32 whatever the module's dtype,
-so positions past 2048 stay exact under fp16/bf16.  A bidirectional EMA has 2D kernel rows: the
-first D look back, the last D look forward (both include the current token).
+carried state h (batch, D, N).  Kernel and FFT are computed in fp32 whatever the module's dtype
+(and with autocast off), so positions past 2048 stay exact under fp16/bf16.  A bidirectional EMA
+has 2D kernel rows: the first D look back, the last D look forward (both include the current token).
 """
+import functools
 import math
 from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+def _autocast_off(method):
+    """Runs a method with autocast disabled on the module's device: under --amp / torch.autocast the kernel
+    matmul, FFT and state einsums would otherwise drop to half precision."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with torch.autocast(self.residual_weight.device.type, enabled=False):
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class MultiHeadDampedEMA(nn.Module):
@@ -63,6 +76,7 @@ class MultiHeadDampedEMA(nn.Module):
         log_powers = t * torch.log(q).unsqueeze(-1)
         return torch.exp(log_powers.masked_fill(log_powers < -30.0, float("-inf")))
 
+    @_autocast_off
     def kernel(self, length: int, coefficients: Optional[Tuple[Tensor, Tensor, Tensor]] = None) -> Tensor:
         """EMA convolution kernel k_l = sum_n w_n q_n^l, (rows, min(length, truncation)) in fp32.
 
@@ -83,6 +97,7 @@ class MultiHeadDampedEMA(nn.Module):
     def default_state(self, batch_size: int, device=None) -> Tensor:
         return torch.zeros(batch_size, self.embed_dim, self.n_dim, device=device, dtype=torch.float32)
 
+    @_autocast_off
     def forward(
         self, x: Tensor, padding_mask: Optional[Tensor] = None, state: Optional[Tensor] = None, return_state: bool = False
     ) -> Tuple[Tensor, Optional[Tensor]]:
@@ -118,6 +133,7 @@ class MultiHeadDampedEMA(nn.Module):
         y = F.silu(ema.transpose(1, 2).to(x.dtype) + residual)
         return y, next_state
 
+    @_autocast_off
     def step(self, x: Tensor, state: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """One token of the recurrence. x: (batch, D); state: (batch, D, N) or None.
 

@@ -6,6 +6,7 @@ padding).  syncbatchnorm all-reduces those statistics across the default process
 falls back to plain batchnorm when there is none.  Parameter and buffer names follow
 torch.nn (weight, bias, running_mean, running_var, num_batches_tracked).
 """
+import functools
 from typing import Optional
 
 import torch
@@ -43,6 +44,24 @@ class RMSNorm(nn.Module):
 class LayerNorm(nn.LayerNorm):
     def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
         return super().forward(x)
+
+
+@functools.lru_cache(maxsize=None)
+def apex_layer_norm_class():
+    """A LayerNorm on apex's FusedLayerNorm when fairseq finds apex and CUDA is available (fairseq's own
+    switch, fairseq.modules.LayerNorm), else None.  Same parameters (weight, bias) as LayerNorm."""
+    try:
+        from fairseq.modules.layer_norm import FusedLayerNorm, has_fused_layernorm
+    except ImportError:  # fairseq defines FusedLayerNorm only when apex imports
+        return None
+    if not (has_fused_layernorm and torch.cuda.is_available()):
+        return None
+
+    class ApexLayerNorm(FusedLayerNorm):
+        def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
+            return super().forward(x)
+
+    return ApexLayerNorm
 
 
 class MaskedBatchNorm(nn.Module):
@@ -98,7 +117,7 @@ def build_norm(norm_type: str, dim: int, eps: float = 1e-5, affine: bool = True)
     if norm_type == "scalenorm":
         return ScaleNorm(eps, affine)
     if norm_type == "layernorm":
-        return LayerNorm(dim, eps=eps, elementwise_affine=affine)
+        return (apex_layer_norm_class() or LayerNorm)(dim, eps=eps, elementwise_affine=affine)
     if norm_type == "rmsnorm":
         return RMSNorm(dim, eps, affine)
     if norm_type in ("batchnorm", "syncbatchnorm"):
