@@ -66,7 +66,7 @@ def compare(target: Target, model, hf_model, tokens: torch.Tensor) -> float:
 
 def model_card(target: Target, cfg, config, checkpoint: str, max_diff: float, tokenizer_note: str) -> str:
     notes = []
-    if config.add_token_type_embeddings:
+    if getattr(config, "add_token_type_embeddings", False):
         notes.append("Token types: fairseq's mega_encoder uses type 0 up to the first `</s>` and 1 after it when given no ids; "
                      "transformers uses 0 everywhere unless you pass `token_type_ids` — pass them (0 for the first segment, "
                      "1 for the second) to get fairseq's outputs.")
@@ -87,6 +87,12 @@ def model_card(target: Target, cfg, config, checkpoint: str, max_diff: float, to
         + "".join(f"- {n}\n" for n in notes)
         + "\nSource layer configuration:\n\n```json\n" + json.dumps(vars(cfg), indent=2, default=str) + "\n```\n"
     )
+
+
+def _tied(hf_model, key: str, missing) -> bool:
+    """Whether `key` is a tied copy of a parameter that was loaded (e.g. lm_head.weight = word embeddings)."""
+    params = dict(hf_model.named_parameters(remove_duplicate=False))
+    return key in params and any(params[key] is value for name, value in params.items() if name != key and name not in missing)
 
 
 def _move_into(tmp: Path, out: Path):
@@ -120,18 +126,23 @@ def export(checkpoint: str, out_dir: str, data: str = None, head: str = None, dt
     dictionary = task.source_dictionary if task.source_dictionary is not None else task.target_dictionary
     cfg = target.layer_cfg(model)
     hf_class = getattr(transformers, target.hf_class)
-    config = MegaConfig(
-        **target.config_kwargs(model, dictionary), bos_token_id=dictionary.bos(), eos_token_id=dictionary.eos(), architectures=[target.hf_class],
-    )
+    if target.make_config is not None:
+        config = target.make_config(model, task)
+    else:
+        config = MegaConfig(
+            **target.config_kwargs(model, dictionary), bos_token_id=dictionary.bos(), eos_token_id=dictionary.eos(),
+        )
+    config.architectures = [target.hf_class]
     labels = getattr(task, "label_dictionary", None)
-    if labels is not None and config.num_labels == len(labels) - labels.nspecial > 1:  # class names for id2label
+    if labels is not None and getattr(config, "num_labels", 0) == len(labels) - labels.nspecial > 1:  # class names for id2label
         config.id2label = dict(enumerate(labels.symbols[labels.nspecial :]))
         config.label2id = {name: i for i, name in config.id2label.items()}
     hf = hf_class(config).eval()
     missing, unexpected = hf.load_state_dict(target.to_hf(model), strict=False)
-    tied = {"lm_head.weight", "mlm_head.weight"} if config.tie_word_embeddings else set()
-    if unexpected or set(missing) - tied:
-        raise ExportError(f"name mapping incomplete: missing {sorted(set(missing) - tied)}, unexpected {sorted(unexpected)}")
+    missing = [key for key in missing if not _tied(hf, key, missing)]
+    if unexpected or missing:
+        raise ExportError(f"name mapping incomplete: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
+    probe_dictionary = dictionary if task.target_dictionary is None or len(task.target_dictionary) >= len(dictionary) else task.target_dictionary
 
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -139,6 +150,8 @@ def export(checkpoint: str, out_dir: str, data: str = None, head: str = None, dt
         tmp = Path(tmp_name)
         hf.to(DTYPES[dtype]).save_pretrained(tmp, safe_serialization=True)
         dictionary.save(str(tmp / "dict.txt"))
+        if task.target_dictionary is not None and task.target_dictionary is not dictionary and task.target_dictionary != dictionary:
+            task.target_dictionary.save(str(tmp / "dict.target.txt"))
         tokenizer_note = ""
         if spm:
             try:
@@ -153,7 +166,7 @@ def export(checkpoint: str, out_dir: str, data: str = None, head: str = None, dt
         max_diff = float("nan")
         if verify:
             reloaded = hf_class.from_pretrained(tmp, dtype=torch.float32).eval()
-            tokens = probe_tokens(cfg, dictionary)
+            tokens = probe_tokens(cfg, probe_dictionary)
             try:
                 max_diff = compare(target, model, reloaded, tokens)
             except ValueError as err:

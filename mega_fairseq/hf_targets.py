@@ -13,6 +13,7 @@ import torch
 
 from .hf_names import (
     ENCODER_HEAD_KEYS,
+    stack_state_dict_to_hf,
     encoder_hf_config_kwargs,
     encoder_state_dict_from_hf,
     encoder_state_dict_to_hf,
@@ -25,10 +26,10 @@ from .modules import MegaStack
 EXPORTABLE_LM_PRESET = "mega_lm_hf"
 
 
-def stack_problems(stack: MegaStack, decoder: bool, preset: str) -> List[str]:
+def stack_problems(stack: MegaStack, decoder: bool, preset: Optional[str]) -> List[str]:
     """Why transformers' MegaModel cannot hold this stack exactly (empty: it can)."""
     cfg, problems = stack.cfg, []
-    fix = f"; the {preset} preset has the exportable structure"
+    fix = f"; the {preset} preset has the exportable structure" if preset else ""
     if stack.embed_scale != 1.0:
         problems.append("embeddings are scaled by sqrt(D): train with --no-scale-embedding" + fix)
     if stack.embed_norm is not None:
@@ -99,27 +100,34 @@ class Target:
     hf_outputs: Callable  # (HF model, tokens) -> tensor to compare
     layer_cfg: Callable  # (fairseq model) -> MegaLayerConfig
     prepare_import: Optional[Callable] = None  # (fairseq model, hf_config): register the head an import fills
+    make_config: Optional[Callable] = None  # (fairseq model, task) -> a transformers config other than MegaConfig(**config_kwargs)
 
 
 # ---------------------------------------------------------------- causal LM (mega_lm <-> MegaForCausalLM)
 
 
-def _lm_problems(model) -> List[str]:
-    decoder = model.decoder
-    problems = stack_problems(decoder.stack, decoder=True, preset=EXPORTABLE_LM_PRESET)
+def _lm_problems_of(decoder, preset: Optional[str], cross_attention_ok: bool = False) -> List[str]:
+    problems = stack_problems(decoder.stack, decoder=True, preset=preset)
     if decoder.adaptive_softmax is not None:
         problems.append("adaptive softmax cannot be expressed by HF Mega")
-    if decoder.stack.cfg.cross_attention:
+    if decoder.stack.cfg.cross_attention and not cross_attention_ok:
         problems.append("a decoder with cross-attention is part of an encoder-decoder model; export the whole translation model")
     return problems
 
 
-def _lm_config(model, dictionary) -> dict:
-    decoder = model.decoder
+def _lm_config_of(decoder, dictionary) -> dict:
     kwargs = to_hf_config_kwargs(decoder.stack.cfg, len(decoder.stack.layers), len(dictionary), dictionary.pad())
     tied = decoder.output_projection.weight is decoder.stack.embed_tokens.weight
     kwargs.update(add_lm_hidden_dense_layer=False, tie_word_embeddings=tied, use_cache=True)
     return kwargs
+
+
+def _lm_problems(model) -> List[str]:
+    return _lm_problems_of(model.decoder, EXPORTABLE_LM_PRESET)
+
+
+def _lm_config(model, dictionary) -> dict:
+    return _lm_config_of(model.decoder, dictionary)
 
 
 def _lm_options(hf_config) -> Tuple[str, Dict[str, Any]]:
@@ -306,6 +314,63 @@ def encoder_target(kind: str, head_name: Optional[str] = None) -> Target:
     )
 
 
+# ---------------------------------------------------------------- translation (mega <-> EncoderDecoderModel)
+
+
+def _translation_problems(model) -> List[str]:
+    encoder_problems = stack_problems(model.encoder.stack, decoder=False, preset=None)
+    decoder_problems = _lm_problems_of(model.decoder, preset=None, cross_attention_ok=True)
+    return [f"encoder: {p}" for p in encoder_problems] + [f"decoder: {p}" for p in decoder_problems]
+
+
+def _translation_config(model, task):
+    from transformers import EncoderDecoderConfig, MegaConfig
+
+    src, tgt = task.source_dictionary, task.target_dictionary
+    encoder_stack = model.encoder.stack
+    encoder = MegaConfig(**to_hf_config_kwargs(encoder_stack.cfg, len(encoder_stack.layers), len(src), src.pad()),
+                         bos_token_id=src.bos(), eos_token_id=src.eos())
+    decoder = MegaConfig(**_lm_config_of(model.decoder, tgt), bos_token_id=tgt.bos(), eos_token_id=tgt.eos())
+    config = EncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
+    # fairseq's decoder input starts with </s>: prev_output_tokens = [</s>, y_1, ..., y_{n-1}]
+    config.decoder_start_token_id, config.pad_token_id, config.eos_token_id = tgt.eos(), tgt.pad(), tgt.eos()
+    config.vocab_size = len(tgt)
+    config.tie_word_embeddings = False  # encoder and decoder weights are saved separately (shared ones as copies)
+    return config
+
+
+def _translation_to_hf(model) -> Dict[str, torch.Tensor]:
+    stack = {k[len("encoder.stack."):]: v for k, v in model.state_dict().items() if k.startswith("encoder.stack.")}
+    out = {"encoder." + k: v.clone() for k, v in stack_state_dict_to_hf(stack, model.encoder.stack.cfg, prefix="").items()}
+    out.update({"decoder." + k: v.clone() for k, v in lm_state_dict_to_hf(model.decoder.state_dict(), model.decoder.stack.cfg).items()})
+    width = model.encoder.stack.cfg.embed_dim  # EncoderDecoderModel builds MegaModel with a pooler it never uses
+    out.update({"encoder.pooler.dense.weight": torch.zeros(width, width), "encoder.pooler.dense.bias": torch.zeros(width)})
+    return out
+
+
+def decoder_inputs(tokens):
+    """fairseq's prev_output_tokens for a probe: </s> followed by all but the last token."""
+    prev = tokens.roll(1, dims=1)
+    prev[:, 0] = 2
+    return prev
+
+
+TRANSLATION = Target(
+    hf_class="EncoderDecoderModel",
+    fairseq_arch="mega",
+    fairseq_task="translation",
+    problems=_translation_problems,
+    config_kwargs=None,
+    to_hf=_translation_to_hf,
+    from_hf=None,
+    fairseq_options=None,
+    fairseq_outputs=lambda model, tokens: model(tokens, None, decoder_inputs(tokens))[0],
+    hf_outputs=lambda hf, tokens: hf(input_ids=tokens, decoder_input_ids=decoder_inputs(tokens), use_cache=False).logits,
+    layer_cfg=lambda model: model.encoder.stack.cfg,
+    make_config=_translation_config,
+)
+
+
 HF_CLASS_TO_ENCODER_KIND = {hf_class: kind for kind, (hf_class, _, _) in ENCODER_HEAD_KEYS.items()}
 
 
@@ -315,11 +380,16 @@ def target_for_fairseq_model(model, head: Optional[str] = None) -> Target:
     from .models.heads import head_spec
     from .models.mega_encoder import MegaEncoderModel
     from .models.mega_lm import MegaLanguageModel
+    from .models.mega_translation import MegaTranslationModel
 
     if isinstance(model, MegaLanguageModel):
         if head not in (None, "causal_lm", "MegaForCausalLM"):
             raise ValueError(f"a mega_lm model exports only as MegaForCausalLM, not {head!r}")
         return CAUSAL_LM
+    if isinstance(model, MegaTranslationModel):
+        if head not in (None, "EncoderDecoderModel"):
+            raise ValueError(f"a mega translation model exports only as EncoderDecoderModel, not {head!r}")
+        return TRANSLATION
     if isinstance(model, MegaEncoderModel):
         heads = list(model.classification_heads)
         if head is None:

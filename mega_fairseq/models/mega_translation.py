@@ -179,7 +179,8 @@ def mega_base(args):
         rel_pos_bias="simple",
         normalization_type="layernorm",
         normalize_before=False,
-        truncation_length=1024,
+        # truncation_length: the dataclass default (1024).  Not set here: fairseq calls presets a second time on
+        # the OmegaConf config, where a preset's explicit None (mega_translation_tiny) reads as unset
         activation_fn="silu",
         attention_activation_fn="softmax",
     )
