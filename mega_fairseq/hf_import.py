@@ -49,11 +49,11 @@ def read_hf_weights(hf_dir: Path) -> Dict[str, torch.Tensor]:
     raise ImportError_(f"{hf_dir} has neither model.safetensors nor pytorch_model.bin")
 
 
-def build_dictionary(hf_dir: Path, vocab_size: int):
+def build_dictionary(hf_dir: Path, vocab_size: int, file_name: str = "dict.txt"):
     """fairseq Dictionary of exactly `vocab_size` entries for the HF model in `hf_dir`."""
     from fairseq.data import Dictionary
 
-    dict_file = hf_dir / "dict.txt"
+    dict_file = hf_dir / file_name
     if dict_file.is_file():
         dictionary = Dictionary.load(str(dict_file))
         if len(dictionary) == vocab_size - 1:  # a masked LM's dictionary gains <mask> in the task
@@ -83,9 +83,10 @@ def _tokenizer_vocabulary(hf_dir: Path) -> List[str]:
     return tokens if tokens[:4] == ["<s>", "<pad>", "</s>", "<unk>"] else []
 
 
-def fairseq_setup(arch: str, options: Dict[str, Any], task_name: str, data_dir: str):
+def fairseq_setup(arch: str, options: Dict[str, Any], task_name: str, data_dir: str, task_options: Dict[str, Any] = None):
     """(cfg, task, model) as fairseq-train builds them for `--arch arch` with `options` set on top
-    (set on the parsed namespace, so that a preset's True cannot override an explicit False)."""
+    (set on the parsed namespace, so that a preset's True cannot override an explicit False).
+    `task_options` (e.g. --source-lang) are set the same way but belong to the task, not the model."""
     from fairseq import options as fairseq_options
     from fairseq import tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
@@ -96,10 +97,10 @@ def fairseq_setup(arch: str, options: Dict[str, Any], task_name: str, data_dir: 
         argv += ["--user-dir", str(user_dir)]
     parser = fairseq_options.get_training_parser()
     args = fairseq_options.parse_args_and_arch(parser, argv)
-    for name, value in options.items():
+    for name, value in {**(task_options or {}), **options}.items():
         setattr(args, name, value)
     cfg = convert_namespace_to_omegaconf(args)
-    lost = {name: value for name, value in options.items() if cfg.model.get(name, "<absent>") != value}
+    lost = {name: value for name, value in options.items() if cfg.model.get(name, cfg.task.get(name, "<absent>")) != value}
     if lost:
         raise AssertionError(f"options did not reach the {arch} config: {lost}")
     task = tasks.setup_task(cfg.task)
@@ -110,7 +111,6 @@ def fairseq_setup(arch: str, options: Dict[str, Any], task_name: str, data_dir: 
 def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "float32", verify: bool = True) -> float:
     """Writes OUT_CHECKPOINT (+ dict.txt); returns the verified max abs output difference (nan if not verified)."""
     from fairseq import checkpoint_utils
-    from omegaconf import OmegaConf
     from transformers import MegaConfig
 
     from .hf_export import probe_tokens
@@ -121,10 +121,17 @@ def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "
     if dtype not in DTYPES:
         raise ImportError_(f"unknown dtype {dtype!r}; choose {', '.join(DTYPES)}")
     config_dict = json.loads((source / "config.json").read_text())
-    if config_dict.get("model_type") != "mega":
-        raise ImportError_(f"{source}/config.json describes model_type {config_dict.get('model_type')!r}, not 'mega'")
-    hf_config = MegaConfig.from_pretrained(str(source))
-    hf_class = head or (hf_config.architectures or [None])[0]
+    model_type = config_dict.get("model_type")
+    if model_type == "encoder-decoder":
+        hf_config = _encoder_decoder_config(source, config_dict)
+        hf_class = head or "EncoderDecoderModel"
+        special_ids = hf_config.decoder
+    elif model_type == "mega":
+        hf_config = MegaConfig.from_pretrained(str(source))
+        hf_class = head or (hf_config.architectures or [None])[0]
+        special_ids = hf_config
+    else:
+        raise ImportError_(f"{source}/config.json describes model_type {model_type!r}, not 'mega' (or an encoder-decoder of Mega models)")
     if hf_class is None:
         raise ImportError_("config.json names no architecture: pass --head with the transformers class (e.g. MegaForCausalLM)")
     try:
@@ -132,19 +139,26 @@ def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "
         arch, options = target.fairseq_options(hf_config)
     except ValueError as err:
         raise ImportError_(f"cannot import {hf_class}: {err}") from err
-    if (hf_config.pad_token_id, hf_config.bos_token_id, hf_config.eos_token_id) != (1, 0, 2):
+    if (special_ids.pad_token_id, special_ids.bos_token_id, special_ids.eos_token_id) != (1, 0, 2):
         raise ImportError_(
-            f"special ids pad={hf_config.pad_token_id} bos={hf_config.bos_token_id} eos={hf_config.eos_token_id}: "
+            f"special ids pad={special_ids.pad_token_id} bos={special_ids.bos_token_id} eos={special_ids.eos_token_id}: "
             "fairseq dictionaries use <s>=0, <pad>=1, </s>=2, <unk>=3"
         )
     hf_state = read_hf_weights(source)
-    dictionary = build_dictionary(source, hf_config.vocab_size)
+    if model_type == "encoder-decoder":
+        dictionary = build_dictionary(source, hf_config.encoder.vocab_size)
+        target_file = "dict.target.txt" if (source / "dict.target.txt").is_file() else "dict.txt"
+        dictionaries = {"dict.src.txt": dictionary, "dict.tgt.txt": build_dictionary(source, hf_config.decoder.vocab_size, target_file)}
+    else:
+        dictionary = build_dictionary(source, hf_config.vocab_size)
+        dictionaries = {"dict.txt": dictionary}
 
     out = Path(out_checkpoint)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.tmp") as tmp_name:
         tmp = Path(tmp_name)
-        dictionary.save(str(tmp / "dict.txt"))
+        for name, dictionary_ in dictionaries.items():
+            dictionary_.save(str(tmp / name))
         cfg, task, model = fairseq_setup(arch, options, target.fairseq_task, str(tmp))
         try:
             if target.prepare_import is not None:
@@ -169,21 +183,39 @@ def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "
                 raise ImportError_(f"verification failed: the fairseq model's outputs differ from transformers' by {max_diff:.3g}; nothing written")
         cfg.task.data = str(out.parent.resolve())
         weights = {k: (v.to(DTYPES[dtype]) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
-        checkpoint = {
-            "args": None,
-            "cfg": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
-            "model": weights,
-            "criterion": None,
-            "optimizer_history": [{"criterion_name": "CrossEntropyCriterion", "optimizer_name": "none", "lr_scheduler_state": {"best": None}, "num_updates": 0}],
-            "task_state": {},
-            "extra_state": {"train_iterator": {"epoch": 1, "iterations_in_epoch": 0}},  # training starts at epoch 1
-            "last_optimizer_state": None,
-            "hf_source": {"dir": str(source.resolve()), "class": target.hf_class},
-        }
+        checkpoint = checkpoint_dict(cfg, weights, hf_source={"dir": str(source.resolve()), "class": target.hf_class})
         checkpoint_utils.torch_persistent_save(checkpoint, str(tmp / out.name))
         os.replace(tmp / out.name, out)
-        os.replace(tmp / "dict.txt", out.parent / "dict.txt")
+        for name in dictionaries:
+            os.replace(tmp / name, out.parent / name)
     return max_diff
+
+
+def checkpoint_dict(cfg, weights: Dict[str, torch.Tensor], **extra) -> Dict[str, Any]:
+    """A fairseq checkpoint of imported weights: no optimizer state, training (--restore-file) starts at
+    update 0 of epoch 1; `extra` records where the weights came from."""
+    from omegaconf import OmegaConf
+
+    return {
+        "args": None,
+        "cfg": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+        "model": weights,
+        "criterion": None,
+        "optimizer_history": [{"criterion_name": "CrossEntropyCriterion", "optimizer_name": "none", "lr_scheduler_state": {"best": None}, "num_updates": 0}],
+        "task_state": {},
+        "extra_state": {"train_iterator": {"epoch": 1, "iterations_in_epoch": 0}},  # training starts at epoch 1
+        "last_optimizer_state": None,
+        **extra,
+    }
+
+
+def _encoder_decoder_config(source: Path, config_dict: dict):
+    from transformers import EncoderDecoderConfig
+
+    sides = {side: config_dict.get(side, {}).get("model_type") for side in ("encoder", "decoder")}
+    if sides != {"encoder": "mega", "decoder": "mega"}:
+        raise ImportError_(f"{source} is an encoder-decoder of {sides}; only Mega encoder + Mega decoder models import")
+    return EncoderDecoderConfig.from_pretrained(str(source))
 
 
 def _load_exactly(model, state: Dict[str, torch.Tensor], source: Path):

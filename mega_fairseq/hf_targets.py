@@ -13,6 +13,7 @@ import torch
 
 from .hf_names import (
     ENCODER_HEAD_KEYS,
+    stack_state_dict_from_hf,
     stack_state_dict_to_hf,
     encoder_hf_config_kwargs,
     encoder_state_dict_from_hf,
@@ -348,6 +349,38 @@ def _translation_to_hf(model) -> Dict[str, torch.Tensor]:
     return out
 
 
+def _translation_options(hf_config) -> Tuple[str, Dict[str, Any]]:
+    encoder, decoder = hf_config.encoder, hf_config.decoder
+    if encoder.is_decoder or not encoder.bidirectional:
+        raise ValueError("the encoder must be bidirectional with is_decoder=False")
+    if not (decoder.is_decoder and decoder.add_cross_attention) or decoder.bidirectional:
+        raise ValueError("the decoder must be causal (is_decoder=True, bidirectional=False) with add_cross_attention=True")
+    if getattr(decoder, "add_lm_hidden_dense_layer", False) or decoder.add_token_type_embeddings or encoder.add_token_type_embeddings:
+        raise ValueError("token-type embeddings or an LM hidden dense layer: the mega translation model has neither")
+    layer_options = layer_options_from_hf(encoder)
+    differing = {k: (v, layer_options_from_hf(decoder)[k]) for k, v in layer_options.items() if layer_options_from_hf(decoder)[k] != v}
+    if differing:
+        raise ValueError(f"encoder and decoder layer settings differ ({differing}); the mega translation model shares them")
+    if decoder.max_positions < encoder.max_positions:
+        raise ValueError("the decoder's max_positions must cover the encoder's (its cross-attention bias spans both)")
+    options = {**size_options_from_hf(encoder, "encoder"), **size_options_from_hf(decoder, "decoder"), **layer_options}
+    options.update(
+        no_scale_embedding=True, normalize_embedding=False, no_final_norm=True, output_bias=True,
+        share_decoder_input_output_embed=bool(decoder.tie_word_embeddings), share_all_embeddings=False,
+        max_source_positions=encoder.max_positions, max_target_positions=decoder.max_positions,
+        source_lang="src", target_lang="tgt",
+    )
+    return "mega", options
+
+
+def _translation_from_hf(state, hf_config, cfg, model=None) -> Dict[str, torch.Tensor]:
+    out = {"encoder.stack." + k: v for k, v in stack_state_dict_from_hf(state, model.encoder.stack.cfg, prefix="encoder.").items()}
+    decoder_state = {k[len("decoder."):]: v for k, v in state.items() if k.startswith("decoder.")}
+    out.update({"decoder." + k: v for k, v in lm_state_dict_from_hf(decoder_state, model.decoder.stack.cfg).items()})
+    out["dictionary_digest"] = model.dictionary_digest  # fingerprints of the dictionaries the import writes
+    return out
+
+
 def decoder_inputs(tokens):
     """fairseq's prev_output_tokens for a probe: </s> followed by all but the last token."""
     prev = tokens.roll(1, dims=1)
@@ -362,8 +395,8 @@ TRANSLATION = Target(
     problems=_translation_problems,
     config_kwargs=None,
     to_hf=_translation_to_hf,
-    from_hf=None,
-    fairseq_options=None,
+    from_hf=_translation_from_hf,
+    fairseq_options=_translation_options,
     fairseq_outputs=lambda model, tokens: model(tokens, None, decoder_inputs(tokens))[0],
     hf_outputs=lambda hf, tokens: hf(input_ids=tokens, decoder_input_ids=decoder_inputs(tokens), use_cache=False).logits,
     layer_cfg=lambda model: model.encoder.stack.cfg,
@@ -405,8 +438,10 @@ def target_for_fairseq_model(model, head: Optional[str] = None) -> Target:
 def target_for_hf_class(name: str) -> Target:
     if name == CAUSAL_LM.hf_class:
         return CAUSAL_LM
+    if name == TRANSLATION.hf_class:
+        return TRANSLATION
     if name in HF_CLASS_TO_ENCODER_KIND:
         kind = HF_CLASS_TO_ENCODER_KIND[name]
         return encoder_target(kind, None if kind == "masked_lm" else IMPORTED_HEAD_NAMES[kind])
-    importable = sorted([CAUSAL_LM.hf_class, *HF_CLASS_TO_ENCODER_KIND])
+    importable = sorted([CAUSAL_LM.hf_class, TRANSLATION.hf_class, *HF_CLASS_TO_ENCODER_KIND])
     raise ValueError(f"no fairseq counterpart for transformers class {name!r}; importable: {', '.join(importable)}")

@@ -51,3 +51,26 @@ def test_translation_export_refuses_what_transformers_cannot_express(translation
     assert "EncoderDecoderModel" in message and "encoder: embeddings are scaled" in message and "decoder: a final norm" in message
     assert "--no-scale-embedding" in message and "--no-final-norm" in message
     assert not (tmp_path / "hf").exists()
+
+
+def test_encoder_decoder_imports_back_exactly_and_generates(translation_checkpoints, tmp_path):
+    from safetensors.torch import load_file
+
+    from conftest import REPO
+    from mega_fairseq.hf_export import export, load_fairseq_model
+    from mega_fairseq.hf_import import import_hf
+
+    data, checkpoint, _ = translation_checkpoints
+    export(str(checkpoint), str(tmp_path / "hf"), data=str(data))
+    assert import_hf(str(tmp_path / "hf"), str(tmp_path / "ft" / "model.pt")) <= 1e-5
+    assert (tmp_path / "ft" / "dict.src.txt").read_text() == (data / "dict.en.txt").read_text()
+    original, _ = load_fairseq_model(str(checkpoint), str(data))
+    imported, _ = load_fairseq_model(str(tmp_path / "ft" / "model.pt"))  # its own dict.src.txt / dict.tgt.txt
+    for key, value in original.state_dict().items():
+        assert torch.equal(value, imported.state_dict()[key]), key
+    export(str(tmp_path / "ft" / "model.pt"), str(tmp_path / "hf2"))
+    first, second = load_file(str(tmp_path / "hf" / "model.safetensors")), load_file(str(tmp_path / "hf2" / "model.safetensors"))
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    generated = fairseq_cli("fairseq-generate", data, "--user-dir", REPO / "user_dir", "--path", tmp_path / "ft" / "model.pt", "--cpu",
+                            "-s", "en", "-t", "de", "--gen-subset", "test", "--beam", "2", "--batch-size", "4", "--required-batch-size-multiple", "1")
+    assert sum(line.startswith("H-") for line in generated.stdout.splitlines()) == 10
