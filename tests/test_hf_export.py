@@ -138,3 +138,21 @@ def test_import_of_a_default_transformers_causal_lm_is_refused_with_the_reason(t
     MegaForCausalLM(MegaConfig(is_decoder=True, bidirectional=False, num_hidden_layers=1, vocab_size=40)).save_pretrained(tmp_path / "hf")
     with pytest.raises(ImportError_, match="token-type embeddings"):
         import_hf(str(tmp_path / "hf"), str(tmp_path / "out.pt"))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"normalization_type": "rmsnorm"}, "MegaRMSNorm does not normalize"),
+    ({"norm_eps": 1e-6}, "norm epsilon"),
+    ({"truncation": 16}, "--truncation-length"),
+])
+def test_structures_transformers_cannot_compute_are_named(change, message):
+    from torch import nn
+
+    from mega_fairseq.hf_targets import stack_problems
+    from mega_fairseq.modules import MegaLayerConfig, MegaStack
+
+    cfg = MegaLayerConfig(embed_dim=16, z_dim=8, hidden_dim=32, ffn_dim=32, n_dim=2, bidirectional=False, causal=True)
+    assert stack_problems(MegaStack(cfg, 1, nn.Embedding(10, 16, padding_idx=1)), decoder=True, preset="mega_lm_hf") == []
+    stack = MegaStack(cfg.replace(**change), 1, nn.Embedding(10, 16, padding_idx=1), scale_embedding=True)
+    problems = stack_problems(stack, decoder=True, preset="mega_lm_hf")
+    assert len(problems) == 2 and "--no-scale-embedding" in problems[0] and message in problems[1]
