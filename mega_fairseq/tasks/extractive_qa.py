@@ -17,7 +17,6 @@ validation batches whole examples, and the criterion `mega_extractive_qa` picks 
 each example's windows (every example: `_eval_batches`) and scores exact match and F1 (SQuAD, on the answer text when "answers",
 "context" and "offsets" are given, else on token spans).
 """
-import contextlib
 import json
 import logging
 import os
@@ -25,11 +24,11 @@ from dataclasses import dataclass, field
 
 from fairseq.data import data_utils
 from fairseq.dataclass import FairseqDataclass
-from fairseq.tasks import FairseqTask, register_task
-from omegaconf import II, MISSING, OmegaConf, open_dict
+from fairseq.tasks import register_task
+from omegaconf import II, MISSING
 
 from ..data.qa_windows import QAWindowDataset
-from ._eval_batches import KeepAllEvalBatchesMixin
+from .encoder_head_task import EncoderHeadTask
 from .token_classification import load_input_dictionary
 
 logger = logging.getLogger(__name__)
@@ -67,7 +66,7 @@ def read_labels(path: str, count: int):
 
 
 @register_task("mega_extractive_qa", dataclass=ExtractiveQAConfig)
-class ExtractiveQATask(KeepAllEvalBatchesMixin, FairseqTask):
+class ExtractiveQATask(EncoderHeadTask):
     def __init__(self, cfg, dictionary):
         super().__init__(cfg)
         self.dictionary = dictionary
@@ -107,22 +106,5 @@ class ExtractiveQATask(KeepAllEvalBatchesMixin, FairseqTask):
         self.datasets[split] = dataset
         return dataset
 
-    def build_model(self, cfg, from_checkpoint=False):
-        from fairseq import models
-
-        with open_dict(cfg) if OmegaConf.is_config(cfg) else contextlib.ExitStack():
-            cfg.max_positions = self.cfg.max_positions
-        model = models.build_model(cfg, self, from_checkpoint)
+    def register_head(self, model):
         model.register_question_answering_head(self.cfg.classification_head_name)
-        return model
-
-    def max_positions(self):
-        return self.cfg.max_positions
-
-    @property
-    def source_dictionary(self):
-        return self.dictionary
-
-    @property
-    def target_dictionary(self):
-        return self.dictionary

@@ -15,7 +15,6 @@ the size of `label/dict.txt`; the model gets a head of that size named
 Validation batches keep every sentence (`_eval_batches`).
 Criterion: `mega_token_classification` (token accuracy; entity precision/recall/F1 of BIO tags).
 """
-import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -33,11 +32,11 @@ from fairseq.data import (
     data_utils,
 )
 from fairseq.dataclass import FairseqDataclass
-from fairseq.tasks import FairseqTask, register_task
-from omegaconf import II, MISSING, OmegaConf, open_dict
+from fairseq.tasks import register_task
+from omegaconf import II, MISSING
 
 from ..data.token_labels import TokenLabelDataset, check_aligned, num_labels
-from ._eval_batches import KeepAllEvalBatchesMixin
+from .encoder_head_task import EncoderHeadTask
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +61,7 @@ def load_input_dictionary(path: str) -> Dictionary:
 
 
 @register_task("mega_token_classification", dataclass=TokenClassificationConfig)
-class TokenClassificationTask(KeepAllEvalBatchesMixin, FairseqTask):
+class TokenClassificationTask(EncoderHeadTask):
     def __init__(self, cfg, data_dictionary, label_dictionary):
         super().__init__(cfg)
         self.dictionary = data_dictionary
@@ -115,22 +114,5 @@ class TokenClassificationTask(KeepAllEvalBatchesMixin, FairseqTask):
         self.datasets[split] = dataset
         return dataset
 
-    def build_model(self, cfg, from_checkpoint=False):
-        from fairseq import models
-
-        with open_dict(cfg) if OmegaConf.is_config(cfg) else contextlib.ExitStack():
-            cfg.max_positions = self.cfg.max_positions
-        model = models.build_model(cfg, self, from_checkpoint)
+    def register_head(self, model):
         model.register_token_classification_head(self.cfg.classification_head_name, self.num_labels)
-        return model
-
-    def max_positions(self):
-        return self.cfg.max_positions
-
-    @property
-    def source_dictionary(self):
-        return self.dictionary
-
-    @property
-    def target_dictionary(self):
-        return self.dictionary
