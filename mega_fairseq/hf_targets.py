@@ -132,12 +132,15 @@ def _lm_config(model, dictionary) -> dict:
 
 
 def _lm_options(hf_config) -> Tuple[str, Dict[str, Any]]:
+    problems = []
     if hf_config.add_token_type_embeddings:
-        raise ValueError("token-type embeddings in a causal LM: mega_lm has none (create the HF config with add_token_type_embeddings=False)")
+        problems.append("token-type embeddings: mega_lm has none (add_token_type_embeddings=False)")
     if getattr(hf_config, "add_lm_hidden_dense_layer", False):
-        raise ValueError("add_lm_hidden_dense_layer=True: mega_lm's output layer has no dense+tanh before the projection")
+        problems.append("add_lm_hidden_dense_layer=True (MegaConfig's default): mega_lm's output layer has no dense+tanh before the projection")
     if not hf_config.is_decoder or hf_config.bidirectional:
-        raise ValueError("a MegaForCausalLM import needs is_decoder=True and bidirectional=False (a causal model)")
+        problems.append("a MegaForCausalLM import needs is_decoder=True and bidirectional=False (a causal model)")
+    if problems:
+        raise ValueError("; ".join(problems))
     positions = hf_config.max_positions
     options = {**size_options_from_hf(hf_config, "decoder"), **layer_options_from_hf(hf_config)}
     options.update(

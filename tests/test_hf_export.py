@@ -136,7 +136,10 @@ def test_import_of_a_default_transformers_causal_lm_is_refused_with_the_reason(t
     from mega_fairseq.hf_import import ImportError_, import_hf
 
     MegaForCausalLM(MegaConfig(is_decoder=True, bidirectional=False, num_hidden_layers=1, vocab_size=40)).save_pretrained(tmp_path / "hf")
-    with pytest.raises(ImportError_, match="token-type embeddings"):
+    with pytest.raises(ImportError_, match="add_lm_hidden_dense_layer=True"):
+        import_hf(str(tmp_path / "hf"), str(tmp_path / "out.pt"))
+    MegaForCausalLM(MegaConfig(num_hidden_layers=1, vocab_size=40, add_token_type_embeddings=True, add_lm_hidden_dense_layer=False)).save_pretrained(tmp_path / "hf")
+    with pytest.raises(ImportError_, match="token-type embeddings.*is_decoder=True"):
         import_hf(str(tmp_path / "hf"), str(tmp_path / "out.pt"))
 
 
