@@ -7,4 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_env.sh
 mega_env_setup test
+# one math thread per process: the tests' models are tiny, and several tests run fairseq in
+# parallel subprocesses, where 2 threads each on 2 cores slow everything down many times over
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 python -m pytest -q tests "$@"
