@@ -62,7 +62,7 @@ for model in $MODELS; do
         --optimizer adam --adam-betas '(0.9, 0.98)' --clip-norm 1.0 --weight-decay 0.01 \
         --lr "$LR" --lr-scheduler inverse_sqrt --warmup-updates 100 --dropout 0.1 \
         --max-tokens "$MAX_TOKENS" --required-batch-size-multiple 1 --max-update "$MAX_UPDATE" --seed 1 \
-        --cpu --num-workers 0 --save-dir "$dir" --no-epoch-checkpoints --save-interval-updates "$MAX_UPDATE" \
+        --cpu --num-workers 0 --save-dir "$dir" --no-epoch-checkpoints \
         --log-format simple --log-interval 25 > "$dir/train.log" 2>&1 || { tail -30 "$dir/train.log"; exit 1; }
     train_s=$(( $(date +%s) - t0 ))
     grep -E "train_inner|valid on" "$dir/train.log" | tail -3
@@ -80,8 +80,8 @@ for model in $MODELS; do
         echo "generation covered $(wc -l < "$dir/test.hyp") of $(wc -l < "$TEXT/test.de") test sentences" >&2; exit 1
     fi
     bleu=$(sacrebleu "$TEXT/test.de" -i "$dir/test.hyp" -b -w 2)
-    paste "$TEXT/test.en" "$dir/test.hyp" | head -3 | sed 's/^/   /'
-    summary+=("$(printf '| %-11s | %10s | %7s s | %6s s | %6s |' "$model" "$params" "$train_s" "$gen_s" "$bleu")")
+    paste "$TEXT/test.en" "$dir/test.hyp" | sed -n '1,3s/^/   /p'  # (sed reads on: no SIGPIPE under pipefail)
+    summary+=("$(printf '| %-11s | %10s | %8s s | %9s s | %9s |' "$model" "$params" "$train_s" "$gen_s" "$bleu")")
 done
 
 cat <<SUMMARY

@@ -321,3 +321,20 @@ def test_hydra_recipe_trains(trained, tmp_path):
     )
     assert (tmp_path / "checkpoint_last.pt").exists(), proc.stderr[-2000:]
     assert "bleu" in (proc.stdout + proc.stderr)
+
+
+@pytest.mark.slow
+def test_prepare_wmt16_script_on_a_tiny_fake_raw_dir(tmp_path):
+    """scripts/prepare_wmt16_en_de.sh end to end on a few hundred fake WMT lines (spm + fairseq-preprocess)."""
+    import subprocess
+
+    raw = tmp_path / "raw"
+    write_toy_parallel(raw, {"train": 300, "newstest2013": 10, "newstest2014": 10})
+    env = dict(os.environ, VOCAB="24", WORKERS="1", PATH=f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}")
+    proc = subprocess.run(["bash", str(REPO / "scripts/prepare_wmt16_en_de.sh"), str(raw), str(tmp_path / "out")], env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert all((tmp_path / "out" / f"{split}.en-de.{lang}.bin").exists() for split in ("train", "valid", "test") for lang in ("en", "de"))
+    missing = subprocess.run(["bash", str(REPO / "scripts/prepare_wmt16_en_de.sh"), str(tmp_path / "nothing"), str(tmp_path / "o2")],
+                             capture_output=True, text=True)
+    assert missing.returncode != 0 and "missing or empty" in missing.stderr

@@ -83,6 +83,8 @@ class MegaTranslationEncoder(MegaEncoder):
 
 @register_model("mega", dataclass=MegaTranslationConfig)
 class MegaTranslationModel(FairseqEncoderDecoderModel):
+    """forward(src_tokens (B, S), src_lengths (B,), prev_output_tokens (B, T)) -> (logits (B, T, V), extra)."""
+
     def __init__(self, args, encoder, decoder):
         super().__init__(encoder, decoder)
         self.args = args
