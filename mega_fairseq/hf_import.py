@@ -4,9 +4,11 @@
 
 Reads `config.json` and the weights (`model.safetensors`; a pickled `pytorch_model.bin` only
 with `torch.load(weights_only=True)`), rebuilds the matching fairseq model (MegaForCausalLM ->
-`mega_lm`), loads the converted weights with every key accounted for, compares the fairseq
-model's outputs with transformers' on a probe batch (<= 1e-4), and writes OUT_CHECKPOINT with
-`dict.txt` beside it.  The dictionary is the export's `dict.txt` when present, else the
+`mega_lm`; MegaForMaskedLM and the head classes -> `mega_encoder` with the head registered
+under its task's default name; EncoderDecoderModel of Mega models -> `mega`), loads the
+converted weights with every key accounted for, compares the fairseq model's outputs with
+transformers' on a probe batch (<= 1e-4), and writes OUT_CHECKPOINT with `dict.txt` (a
+translation model: `dict.src.txt`, `dict.tgt.txt`) beside it.  The dictionary is the export's `dict.txt` when present, else the
 tokenizer's vocabulary, else placeholder symbols.  The checkpoint works with
 `fairseq-train --restore-file`, `fairseq-generate` and `fairseq-eval-lm` (pass your data-bin
 directory as usual; its dictionary must have the same size).  Nothing is written on failure.

@@ -13,13 +13,13 @@ import torch
 
 from .hf_names import (
     ENCODER_HEAD_KEYS,
-    stack_state_dict_from_hf,
-    stack_state_dict_to_hf,
     encoder_hf_config_kwargs,
     encoder_state_dict_from_hf,
     encoder_state_dict_to_hf,
     lm_state_dict_from_hf,
     lm_state_dict_to_hf,
+    stack_state_dict_from_hf,
+    stack_state_dict_to_hf,
     to_hf_config_kwargs,
 )
 from .modules import MegaStack
@@ -90,10 +90,9 @@ def size_options_from_hf(hf_config, side: str) -> Dict[str, int]:
 @dataclass
 class Target:
     hf_class: str  # transformers class name
-    fairseq_arch: str  # the arch an import rebuilds
     fairseq_task: str  # the task an import's checkpoint names
     problems: Callable  # (fairseq model) -> [reason, ...]
-    config_kwargs: Callable  # (fairseq model, dictionary) -> MegaConfig kwargs
+    config_kwargs: Optional[Callable]  # (fairseq model, dictionary) -> MegaConfig kwargs (or make_config)
     to_hf: Callable  # (fairseq model) -> HF state dict
     from_hf: Callable  # (HF state dict, hf_config, layer cfg, fairseq model) -> fairseq model state dict
     fairseq_options: Callable  # (hf_config) -> (arch, {option: value}) rebuilding the model (import)
@@ -161,7 +160,6 @@ def _hf_lm_logits(hf, tokens):
 
 CAUSAL_LM = Target(
     hf_class="MegaForCausalLM",
-    fairseq_arch=EXPORTABLE_LM_PRESET,
     fairseq_task="language_modeling",
     problems=_lm_problems,
     config_kwargs=_lm_config,
@@ -304,7 +302,6 @@ def encoder_target(kind: str, head_name: Optional[str] = None) -> Target:
 
     return Target(
         hf_class=hf_class,
-        fairseq_arch=EXPORTABLE_ENCODER_PRESET,
         fairseq_task="masked_lm",
         problems=_encoder_problems(kind, head_name),
         config_kwargs=_encoder_config(kind, head_name),
@@ -393,7 +390,6 @@ def decoder_inputs(tokens):
 
 TRANSLATION = Target(
     hf_class="EncoderDecoderModel",
-    fairseq_arch="mega",
     fairseq_task="translation",
     problems=_translation_problems,
     config_kwargs=None,
