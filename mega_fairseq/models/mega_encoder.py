@@ -44,7 +44,7 @@ from .heads import (
     head_spec,
     head_spec_from_state_dict,
 )
-from .options import MegaEncoderSizes, MegaLayerOptions
+from .options import MegaEncoderSizes, MegaLayerOptions, set_defaults
 
 logger = logging.getLogger(__name__)
 
@@ -282,15 +282,10 @@ class MegaEncoderModel(FairseqEncoderModel):
             state_dict[key] = resized
 
 
-def _defaults(args, **values):
-    for key, value in values.items():
-        setattr(args, key, safe_getattr(args, key, value))
-
-
 @register_model_architecture("mega_encoder", "mega_base")
 def mega_base(args):
     """transformers' MegaConfig() defaults: exactly HF's MegaForMaskedLM structure (exportable)."""
-    _defaults(
+    set_defaults(
         args,
         encoder_layers=4,
         encoder_embed_dim=128,
@@ -316,12 +311,12 @@ def mega_base(args):
 def mega_large(args):
     """12 layers, D=512, H=1024, z=128, FFN 1024 (the original fork's base encoder sizes), HF structure;
     full attention (add --encoder-chunk-size 1024 for long inputs)."""
-    _defaults(args, encoder_layers=12, encoder_embed_dim=512, encoder_hidden_dim=1024, encoder_ffn_embed_dim=1024, encoder_z_dim=128)
+    set_defaults(args, encoder_layers=12, encoder_embed_dim=512, encoder_hidden_dim=1024, encoder_ffn_embed_dim=1024, encoder_z_dim=128)
     mega_base(args)
 
 
 @register_model_architecture("mega_encoder", "mega_tiny")
 def mega_tiny(args):
     """2 layers, D=32: tests and quick CPU experiments (HF structure)."""
-    _defaults(args, encoder_layers=2, encoder_embed_dim=32, encoder_hidden_dim=64, encoder_ffn_embed_dim=64, encoder_z_dim=16, encoder_n_dim=4)
+    set_defaults(args, encoder_layers=2, encoder_embed_dim=32, encoder_hidden_dim=64, encoder_ffn_embed_dim=64, encoder_z_dim=16, encoder_n_dim=4)
     mega_base(args)

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from ..modules import MegaStack
 from ..modules.config import NORM_TYPES, REL_POS_BIASES
 from .encoder import build_embedding
-from .options import MegaDecoderSizes, MegaDecoderStructureOptions, MegaLayerOptions, layer_config
+from .options import MegaDecoderSizes, MegaDecoderStructureOptions, MegaLayerOptions, layer_config, set_defaults
 
 DEFAULT_MAX_TARGET_POSITIONS = 1024
 
@@ -163,18 +163,13 @@ class MegaDecoder(FairseqIncrementalDecoder):
         return self.stack.cfg.max_length
 
 
-def _defaults(args, **values):
-    for name, value in values.items():
-        setattr(args, name, safe_getattr(args, name, value))
-
-
 @register_model_architecture("mega_lm", "mega_lm_big")
 def mega_lm_big(args):
-    _defaults(args, decoder_layers=16, decoder_embed_dim=1024, decoder_hidden_dim=2048, decoder_ffn_embed_dim=2048, decoder_z_dim=256)
+    set_defaults(args, decoder_layers=16, decoder_embed_dim=1024, decoder_hidden_dim=2048, decoder_ffn_embed_dim=2048, decoder_z_dim=256)
 
 
 def _adaptive(args, dropout):
-    _defaults(
+    set_defaults(
         args,
         decoder_layers=16,
         dropout=dropout,
@@ -199,19 +194,19 @@ def mega_lm_adaptive_big(args):
 
 @register_model_architecture("mega_lm", "mega_lm_adaptive_base")
 def mega_lm_adaptive_base(args):
-    _defaults(args, decoder_embed_dim=768, decoder_hidden_dim=1536, decoder_ffn_embed_dim=1536, decoder_z_dim=128)
+    set_defaults(args, decoder_embed_dim=768, decoder_hidden_dim=1536, decoder_ffn_embed_dim=1536, decoder_z_dim=128)
     _adaptive(args, dropout=0.3)
 
 
 @register_model_architecture("mega_lm", "mega_lm_enwik8_base")
 def mega_lm_enwik8_base(args):
     """enwik8 (the paper: 39M parameters, 1.02 bpc with chunk 2048)."""
-    _defaults(args, decoder_layers=12, decoder_embed_dim=512, decoder_hidden_dim=1024, decoder_ffn_embed_dim=1024, decoder_z_dim=128, decoder_n_dim=16, dropout=0.1)
+    set_defaults(args, decoder_layers=12, decoder_embed_dim=512, decoder_hidden_dim=1024, decoder_ffn_embed_dim=1024, decoder_z_dim=128, decoder_n_dim=16, dropout=0.1)
 
 
 @register_model_architecture("mega_lm", "mega_lm_enwik8_large")
 def mega_lm_enwik8_large(args):
-    _defaults(
+    set_defaults(
         args, decoder_layers=24, decoder_embed_dim=1024, decoder_hidden_dim=1536, decoder_ffn_embed_dim=1536, decoder_z_dim=128,
         decoder_n_dim=16, dropout=0.2, attention_dropout=0.1, hidden_dropout=0.1,
     )
@@ -220,7 +215,7 @@ def mega_lm_enwik8_large(args):
 @register_model_architecture("mega_lm", "mega_lm_hf")
 def mega_lm_hf(args):
     """Exactly HF's MegaForCausalLM structure (defaults of transformers' MegaConfig): exportable."""
-    _defaults(
+    set_defaults(
         args,
         decoder_layers=4,
         decoder_embed_dim=128,
@@ -242,7 +237,7 @@ def mega_lm_hf(args):
 @register_model_architecture("mega_lm", "mega_lm_tiny")
 def mega_lm_tiny(args):
     """A half-million-parameter model for CPU demos and tests (rotary, chunk 64, pre-norm)."""
-    _defaults(
+    set_defaults(
         args,
         decoder_layers=2,
         decoder_embed_dim=64,

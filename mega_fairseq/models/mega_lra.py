@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from ..modules.config import NORM_TYPES, REL_POS_BIASES
 from .encoder import MegaEncoder
-from .options import MegaEncoderSizes, MegaLayerOptions
+from .options import MegaEncoderSizes, MegaLayerOptions, set_defaults
 
 CLS_SYMBOL = "<CLS>"
 CLASSIFIER_ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "silu": F.silu, "tanh": torch.tanh}
@@ -196,15 +196,9 @@ class LRAModel(BaseFairseqModel):
 
 
 # ----------------------------------------------------------------------------- presets
-def _set(args, **defaults):
-    for key, value in defaults.items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
-
-
 def _mega_lra(args, **sizes):
-    _set(args, **sizes)  # first: the preset's own values win over the shared defaults below
-    _set(args, activation_fn="silu", attention_activation_fn="softmax", encoder_n_dim=16, truncation_length=1024, rel_pos_bias="simple")
+    set_defaults(args, **sizes)  # first: the preset's own values win over the shared defaults below
+    set_defaults(args, activation_fn="silu", attention_activation_fn="softmax", encoder_n_dim=16, truncation_length=1024, rel_pos_bias="simple")
 
 
 @register_model_architecture("lra", "mega_lra_listop")
@@ -226,7 +220,7 @@ def mega_lra_aan(args):
 
 
 def _mega_lra_image(args, **sizes):
-    _set(args, **sizes)
+    set_defaults(args, **sizes)
     _mega_lra(args, attention_activation_fn="laplace", normalization_type="batchnorm", normalize_before=True, dropout=0.0)
 
 
@@ -252,6 +246,6 @@ def mega_lra_pf128(args):
 @register_model_architecture("lra", "transformer_lra_listop")
 def transformer_lra_listop(args):
     """The fork's Transformer baseline for ListOps (untied layers here): 6 layers, D=512, 8 heads, FFN 2048, pre-norm."""
-    _set(args, layer_type="transformer", activation_fn="gelu", encoder_layers=6, encoder_embed_dim=512, encoder_ffn_embed_dim=2048,
+    set_defaults(args, layer_type="transformer", activation_fn="gelu", encoder_layers=6, encoder_embed_dim=512, encoder_ffn_embed_dim=2048,
          encoder_attention_heads=8, normalize_before=True, attention_dropout=0.1, classifier_out_dim=2048, max_positions=2002,
          sentence_class_num=10, sen_rep_type="cls")

@@ -27,8 +27,8 @@ from torch import Tensor
 
 from ..modules.config import REL_POS_BIASES
 from .encoder import MegaEncoder, build_embedding, right_align_order
-from .mega_lm import MegaDecoder, _defaults
-from .options import MegaDecoderSizes, MegaDecoderStructureOptions, MegaEncoderSizes, MegaLayerOptions
+from .mega_lm import MegaDecoder
+from .options import MegaDecoderSizes, MegaDecoderStructureOptions, MegaEncoderSizes, MegaLayerOptions, set_defaults
 
 DEFAULT_MAX_POSITIONS = 1024
 
@@ -161,11 +161,11 @@ def mega_base(args):
     """The original fork's `base_architecture`: 6+6 layers, D=512, H=FFN=1024, z=128, N=16; decoder sizes follow the encoder's.
 
     (`--arch mega` itself takes the dataclass defaults, which are these sizes, without the following.)"""
-    _defaults(
+    set_defaults(
         args, encoder_layers=6, encoder_embed_dim=512, encoder_hidden_dim=1024, encoder_z_dim=128, encoder_n_dim=16, encoder_chunk_size=-1
     )
-    _defaults(args, encoder_ffn_embed_dim=args.encoder_hidden_dim)
-    _defaults(
+    set_defaults(args, encoder_ffn_embed_dim=args.encoder_hidden_dim)
+    set_defaults(
         args,
         decoder_layers=6,
         decoder_embed_dim=args.encoder_embed_dim,
@@ -191,22 +191,22 @@ def mega_base(args):
 @register_model_architecture("mega", "mega_wmt_en_de")
 def mega_wmt_en_de(args):
     """WMT'16 en-de (the paper: 67M parameters with a 32k joined vocabulary and shared embeddings)."""
-    _defaults(args, dropout=0.1, attention_dropout=0.1, hidden_dropout=0.1, activation_dropout=0.1)
+    set_defaults(args, dropout=0.1, attention_dropout=0.1, hidden_dropout=0.1, activation_dropout=0.1)
     mega_base(args)
 
 
 @register_model_architecture("mega", "mega_wmt_en_de_big")
 def mega_wmt_en_de_big(args):
     """The original fork's big variant: D=1024, H=FFN=2048, z=256, dropout 0.3."""
-    _defaults(args, encoder_embed_dim=1024, encoder_hidden_dim=2048, encoder_z_dim=256)
-    _defaults(args, dropout=0.3, attention_dropout=0.1, hidden_dropout=0.1, activation_dropout=0.1)
+    set_defaults(args, encoder_embed_dim=1024, encoder_hidden_dim=2048, encoder_z_dim=256)
+    set_defaults(args, dropout=0.3, attention_dropout=0.1, hidden_dropout=0.1, activation_dropout=0.1)
     mega_base(args)
 
 
 @register_model_architecture("mega", "mega_translation_tiny")
 def mega_translation_tiny(args):
     """A small pre-norm model for tests and CPU demos (2+2 layers, D=64, rotary bias, shared embeddings)."""
-    _defaults(
+    set_defaults(
         args,
         encoder_layers=2,
         encoder_embed_dim=64,

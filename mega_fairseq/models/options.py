@@ -74,6 +74,15 @@ MegaEncoderSizes = _sizes_dataclass("MegaEncoderSizes", "encoder", layers=6, emb
 MegaDecoderSizes = _sizes_dataclass("MegaDecoderSizes", "decoder", layers=6, embed=512, hidden=1024, ffn=1024, z=128, n=16)
 
 
+def set_defaults(args, **values):
+    """Preset helper: sets each option that is still unset (missing or None) on `args` (a namespace or
+    an OmegaConf config), so a value given on the command line, or by a more specific preset called
+    first, wins."""
+    for name, value in values.items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, value)
+
+
 def layer_config(cfg, side: str, *, bidirectional: bool, causal: bool, cross_attention: bool = False, max_positions: int) -> MegaLayerConfig:
     """`MegaLayerConfig` from a model config holding `MegaLayerOptions` plus `{side}_embed_dim`, `{side}_z_dim`, ..."""
 
