@@ -36,6 +36,6 @@ setup(
         "test": ["pytest"] + HF_EXTRAS,
     },
     entry_points={
-        "console_scripts": ["mega-export-hf = mega_fairseq.hf_export:main", "mega-import-hf = mega_fairseq.hf_import:main", "mega-import-original = mega_fairseq.original_import:main"],
+        "console_scripts": ["mega-export-hf = mega_fairseq.convert.hf_export:main", "mega-import-hf = mega_fairseq.convert.hf_import:main", "mega-import-original = mega_fairseq.convert.original:main"],
     },
 )

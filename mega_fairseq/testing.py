@@ -4,7 +4,7 @@ import math
 import torch
 from torch import nn
 
-from .hf_names import stack_state_dict_from_hf, to_hf_config_kwargs
+from .convert.hf_names import stack_state_dict_from_hf, to_hf_config_kwargs
 from .modules import MegaLayerConfig, MegaStack
 
 

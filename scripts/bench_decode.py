@@ -113,7 +113,7 @@ def build_ours(chunk: int, vocab: int, max_positions: int):
 
 def build_models(chunk: int, vocab: int, max_positions: int, with_hf: bool = True):
     """(ours chunked, ours unchunked, HF unchunked or None, dictionary), all with the same weights."""
-    from mega_fairseq.hf_names import lm_state_dict_to_hf, to_hf_config_kwargs
+    from mega_fairseq.convert.hf_names import lm_state_dict_to_hf, to_hf_config_kwargs
     from mega_fairseq.testing import randomize_
 
     ours, dictionary = build_ours(chunk, vocab, max_positions)

@@ -93,7 +93,7 @@ def import_ours():
         package = importlib.util.module_from_spec(spec)
         package.__path__ = [str(ROOT / "mega_fairseq")]
         sys.modules["mega_fairseq"] = package
-    from mega_fairseq.hf_names import stack_state_dict_from_hf
+    from mega_fairseq.convert.hf_names import stack_state_dict_from_hf
     from mega_fairseq.modules import MegaLayerConfig
     from mega_fairseq.testing import hf_twin
 

@@ -91,7 +91,7 @@ def assert_exports_to_transformers(checkpoint, data, auto_class: str, out_dir, h
     export) loads with transformers' `auto_class`; returns the verified max abs output difference."""
     import transformers
 
-    from mega_fairseq.hf_export import export
+    from mega_fairseq.convert.hf_export import export
 
     diff = export(str(checkpoint), str(out_dir), data=str(data), head=head)
     assert diff <= 1e-4, diff

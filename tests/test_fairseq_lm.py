@@ -53,7 +53,7 @@ def test_mega_lm_hf_matches_transformers_causal_lm(activation, chunk):
     """The exportable preset's logits equal transformers' MegaForCausalLM with the same weights."""
     from transformers import MegaConfig, MegaForCausalLM
 
-    from mega_fairseq.hf_names import lm_state_dict_from_hf, lm_state_dict_to_hf, to_hf_config_kwargs
+    from mega_fairseq.convert.hf_names import lm_state_dict_from_hf, lm_state_dict_to_hf, to_hf_config_kwargs
     from mega_fairseq.testing import randomize_
 
     model, dictionary = tiny_lm("mega_lm_hf", decoder_chunk_size=chunk, attention_activation_fn=activation, decoder_layers=2)

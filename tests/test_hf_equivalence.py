@@ -5,7 +5,7 @@ import warnings
 import pytest
 import torch
 
-from mega_fairseq.hf_names import stack_state_dict_from_hf, stack_state_dict_to_hf
+from mega_fairseq.convert.hf_names import stack_state_dict_from_hf, stack_state_dict_to_hf
 from mega_fairseq.modules import MegaLayerConfig
 from mega_fairseq.testing import hf_twin
 

@@ -25,7 +25,7 @@ def hf_lm_checkpoint(lm_data, tmp_path_factory):
 def test_export_loads_in_transformers_with_the_same_logits(hf_lm_checkpoint, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from mega_fairseq.hf_export import export, load_fairseq_model
+    from mega_fairseq.convert.hf_export import export, load_fairseq_model
 
     data, checkpoint = hf_lm_checkpoint
     diff = export(str(checkpoint), str(tmp_path), data=str(data))
@@ -56,7 +56,7 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_export_writes_nothing_when_verification_fails(hf_lm_checkpoint, tmp_path, monkeypatch):
-    from mega_fairseq import hf_export
+    from mega_fairseq.convert import hf_export
 
     data, checkpoint = hf_lm_checkpoint
     monkeypatch.setattr(hf_export, "TOLERANCE", -1.0)  # any difference fails
@@ -69,8 +69,8 @@ def test_import_round_trip_is_exact_and_fairseq_uses_the_checkpoint(hf_lm_checkp
     """fairseq -> HF -> fairseq -> HF: identical tensors; the imported checkpoint evaluates and resumes training."""
     from safetensors.torch import load_file
 
-    from mega_fairseq.hf_export import export, load_fairseq_model
-    from mega_fairseq.hf_import import import_hf
+    from mega_fairseq.convert.hf_export import export, load_fairseq_model
+    from mega_fairseq.convert.hf_import import import_hf
 
     data, checkpoint = hf_lm_checkpoint
     export(str(checkpoint), str(tmp_path / "hf"), data=str(data))
@@ -97,8 +97,8 @@ def test_import_round_trip_is_exact_and_fairseq_uses_the_checkpoint(hf_lm_checkp
 def test_import_refuses_mismatched_or_unsafe_files(hf_lm_checkpoint, tmp_path):
     import shutil
 
-    from mega_fairseq.hf_export import export
-    from mega_fairseq.hf_import import ImportError_, import_hf
+    from mega_fairseq.convert.hf_export import export
+    from mega_fairseq.convert.hf_import import ImportError_, import_hf
 
     data, checkpoint = hf_lm_checkpoint
     export(str(checkpoint), str(tmp_path / "hf"), data=str(data))
@@ -133,7 +133,7 @@ def test_import_refuses_mismatched_or_unsafe_files(hf_lm_checkpoint, tmp_path):
 def test_import_of_a_default_transformers_causal_lm_is_refused_with_the_reason(tmp_path):
     from transformers import MegaConfig, MegaForCausalLM
 
-    from mega_fairseq.hf_import import ImportError_, import_hf
+    from mega_fairseq.convert.hf_import import ImportError_, import_hf
 
     MegaForCausalLM(MegaConfig(is_decoder=True, bidirectional=False, num_hidden_layers=1, vocab_size=40)).save_pretrained(tmp_path / "hf")
     with pytest.raises(ImportError_, match="add_lm_hidden_dense_layer=True"):
@@ -151,7 +151,7 @@ def test_import_of_a_default_transformers_causal_lm_is_refused_with_the_reason(t
 def test_structures_transformers_cannot_compute_are_named(change, message):
     from torch import nn
 
-    from mega_fairseq.hf_targets import stack_problems
+    from mega_fairseq.convert.targets import stack_problems
     from mega_fairseq.modules import MegaLayerConfig, MegaStack
 
     cfg = MegaLayerConfig(embed_dim=16, z_dim=8, hidden_dim=32, ffn_dim=32, n_dim=2, bidirectional=False, causal=True)

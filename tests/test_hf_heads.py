@@ -21,7 +21,7 @@ AUTO_CLASSES = {
 @pytest.fixture(scope="module")
 def checkpoint_with_heads(mlm_checkpoint, tmp_path_factory):
     """The fairseq-trained masked LM (chunk 8, token types) plus one randomized head of every kind."""
-    from mega_fairseq.hf_export import load_fairseq_model
+    from mega_fairseq.convert.hf_export import load_fairseq_model
     from mega_fairseq.testing import randomize_
 
     checkpoint, dict_file = mlm_checkpoint
@@ -56,8 +56,8 @@ def test_head_exports_to_its_auto_class_and_imports_back_exactly(head, checkpoin
     import transformers
     from safetensors.torch import load_file
 
-    from mega_fairseq.hf_export import export, load_fairseq_model
-    from mega_fairseq.hf_import import import_hf
+    from mega_fairseq.convert.hf_export import export, load_fairseq_model
+    from mega_fairseq.convert.hf_import import import_hf
 
     checkpoint, data = checkpoint_with_heads
     assert export(str(checkpoint), str(tmp_path / "hf"), data=str(data), head=head) <= 1e-5
@@ -83,7 +83,7 @@ def test_head_exports_to_its_auto_class_and_imports_back_exactly(head, checkpoin
 
 
 def test_export_names_the_heads_and_refuses_what_hf_cannot_express(checkpoint_with_heads, tmp_path):
-    from mega_fairseq.hf_export import ExportError, export
+    from mega_fairseq.convert.hf_export import ExportError, export
 
     checkpoint, data = checkpoint_with_heads
     with pytest.raises(ExportError, match="no head 'nope'.*masked_lm or cls"):
@@ -124,7 +124,7 @@ def test_tokenizer_export_reproduces_fairseq_ids_and_logits_on_raw_text(spm_lm, 
     import sentencepiece as spm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from mega_fairseq.hf_export import export, load_fairseq_model
+    from mega_fairseq.convert.hf_export import export, load_fairseq_model
 
     data, checkpoint, spm_model, raw_lines = spm_lm
     export(str(checkpoint), str(tmp_path / "hf"), data=str(data), spm=str(spm_model))
@@ -148,7 +148,7 @@ def test_tokenizer_export_reproduces_fairseq_ids_and_logits_on_raw_text(spm_lm, 
 def test_tokenizer_export_refuses_a_foreign_sentencepiece_model(spm_lm, tmp_path):
     import sentencepiece as spm
 
-    from mega_fairseq.hf_export import ExportError, export
+    from mega_fairseq.convert.hf_export import ExportError, export
 
     data, checkpoint, _, _ = spm_lm
     (tmp_path / "other.txt").write_text("\n".join(f"zz{i} qq{i * 7} xx" for i in range(300)) + "\n")

@@ -23,7 +23,7 @@ def translation_checkpoints(tmp_path_factory):
 def test_translation_model_exports_to_encoder_decoder_model(translation_checkpoints, tmp_path):
     from transformers import AutoConfig, EncoderDecoderModel
 
-    from mega_fairseq.hf_export import export, load_fairseq_model
+    from mega_fairseq.convert.hf_export import export, load_fairseq_model
 
     data, checkpoint, _ = translation_checkpoints
     assert export(str(checkpoint), str(tmp_path / "hf"), data=str(data)) <= 1e-5
@@ -42,7 +42,7 @@ def test_translation_model_exports_to_encoder_decoder_model(translation_checkpoi
 
 
 def test_translation_export_refuses_what_transformers_cannot_express(translation_checkpoints, tmp_path):
-    from mega_fairseq.hf_export import ExportError, export
+    from mega_fairseq.convert.hf_export import ExportError, export
 
     data, _, checkpoint = translation_checkpoints
     with pytest.raises(ExportError) as err:
@@ -57,8 +57,8 @@ def test_encoder_decoder_imports_back_exactly_and_generates(translation_checkpoi
     from safetensors.torch import load_file
 
     from conftest import REPO
-    from mega_fairseq.hf_export import export, load_fairseq_model
-    from mega_fairseq.hf_import import import_hf
+    from mega_fairseq.convert.hf_export import export, load_fairseq_model
+    from mega_fairseq.convert.hf_import import import_hf
 
     data, checkpoint, _ = translation_checkpoints
     export(str(checkpoint), str(tmp_path / "hf"), data=str(data))

@@ -11,7 +11,7 @@ import torch
 import transformers
 
 from fairseq.data import Dictionary
-from mega_fairseq.hf_names import (
+from mega_fairseq.convert.hf_names import (
     ENCODER_HEAD_KEYS,
     encoder_hf_config_kwargs,
     encoder_state_dict_from_hf,

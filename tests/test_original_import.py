@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import REPO, fairseq_cli
-from mega_fairseq.hf_import import fairseq_setup
-from mega_fairseq.original_import import ImportError_, import_original, read_original
+from mega_fairseq.convert.hf_import import fairseq_setup
+from mega_fairseq.convert.original import ImportError_, import_original, read_original
 from mega_fairseq.testing import randomize_
 
 # ---- the fork's parameter names, per module (facebookresearch/mega fairseq/modules/*.py)
@@ -331,7 +331,7 @@ def test_bad_checkpoints_are_refused_by_original_name_and_nothing_is_written(lm_
 
 
 def test_cli(lm_data, tmp_path):
-    from mega_fairseq.original_import import main
+    from mega_fairseq.convert.original import main
 
     _, source = build_source("mega_lm", LM_OURS, "language_modeling", lm_data)
     state = to_fork(source.state_dict(), "lm")

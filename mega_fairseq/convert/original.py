@@ -272,7 +272,7 @@ OPTIONS = {"lm": lm_options, "translation": translation_options, "lra": lra_opti
 # ---------------------------------------------------------------- reading, converting, writing
 def read_original(path: str) -> Tuple[argparse.Namespace, Dict[str, torch.Tensor]]:
     """(args, state dict) of a fork checkpoint, loaded with weights_only=True."""
-    from . import _compat
+    from .. import _compat
 
     _compat.allow_fairseq_checkpoint_globals()
     if not os.path.isfile(path):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .hf_targets import Target, target_for_fairseq_model
+from .targets import Target, target_for_fairseq_model
 
 TOLERANCE = 1e-4
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -111,7 +111,7 @@ def export(checkpoint: str, out_dir: str, data: str = None, head: str = None, dt
     import transformers
     from transformers import MegaConfig
 
-    from .hf_tokenizer import TokenizerExportError, save_tokenizer
+    from .tokenizer import TokenizerExportError, save_tokenizer
 
     if dtype not in DTYPES:
         raise ExportError(f"unknown dtype {dtype!r}; choose {', '.join(DTYPES)}")

@@ -9,7 +9,7 @@ from typing import Dict, Optional
 
 import torch
 
-from .modules.config import MegaLayerConfig
+from ..modules.config import MegaLayerConfig
 
 # (MegaLayerConfig field, MegaConfig field)
 CONFIG_FIELDS = [

@@ -22,7 +22,7 @@ from .hf_names import (
     stack_state_dict_to_hf,
     to_hf_config_kwargs,
 )
-from .modules import MegaStack
+from ..modules import MegaStack
 
 EXPORTABLE_LM_PRESET = "mega_lm_hf"
 
@@ -243,7 +243,7 @@ def hf_token_types_for_probe(hf, tokens):
     """Segment ids as fairseq's mega_encoder derives them (0 up to the first </s>, 1 after)."""
     if not hf.config.add_token_type_embeddings:
         return None
-    from .models.mega_encoder import segments_from_separator
+    from ..models.mega_encoder import segments_from_separator
 
     return segments_from_separator(tokens, hf.config.eos_token_id).clamp_(max=hf.config.type_vocab_size - 1)
 
@@ -409,10 +409,10 @@ HF_CLASS_TO_ENCODER_KIND = {hf_class: kind for kind, (hf_class, _, _) in ENCODER
 def target_for_fairseq_model(model, head: Optional[str] = None) -> Target:
     """The HF class a fairseq model exports to.  `head` picks one where a model has several: for a
     mega_encoder, "masked_lm" or the name of a registered head (default: its only head, else masked_lm)."""
-    from .models.heads import head_spec
-    from .models.mega_encoder import MegaEncoderModel
-    from .models.mega_lm import MegaLanguageModel
-    from .models.mega_translation import MegaTranslationModel
+    from ..models.heads import head_spec
+    from ..models.mega_encoder import MegaEncoderModel
+    from ..models.mega_lm import MegaLanguageModel
+    from ..models.mega_translation import MegaTranslationModel
 
     if isinstance(model, MegaLanguageModel):
         if head not in (None, "causal_lm", "MegaForCausalLM"):

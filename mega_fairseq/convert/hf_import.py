@@ -23,7 +23,7 @@ from typing import Any, Dict, List
 
 import torch
 
-from .hf_targets import target_for_hf_class
+from .targets import target_for_hf_class
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 TOLERANCE = 1e-4
@@ -93,7 +93,7 @@ def fairseq_setup(arch: str, options: Dict[str, Any], task_name: str, data_dir: 
     from fairseq import tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-    user_dir = Path(__file__).resolve().parents[1] / "user_dir"
+    user_dir = Path(__file__).resolve().parents[2] / "user_dir"
     argv = [data_dir, "--task", task_name, "--arch", arch, "--cpu"]
     if user_dir.is_dir():
         argv += ["--user-dir", str(user_dir)]
