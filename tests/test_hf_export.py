@@ -60,7 +60,7 @@ def test_export_writes_nothing_when_verification_fails(hf_lm_checkpoint, tmp_pat
 
     data, checkpoint = hf_lm_checkpoint
     monkeypatch.setattr(hf_export, "TOLERANCE", -1.0)  # any difference fails
-    with pytest.raises(hf_export.ExportError, match="verification failed"):
+    with pytest.raises(hf_export.ConversionError, match="verification failed"):
         hf_export.export(str(checkpoint), str(tmp_path / "out"), data=str(data))
     assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []
 
@@ -98,7 +98,8 @@ def test_import_refuses_mismatched_or_unsafe_files(hf_lm_checkpoint, tmp_path):
     import shutil
 
     from mega_fairseq.convert.hf_export import export
-    from mega_fairseq.convert.hf_import import ImportError_, import_hf
+    from mega_fairseq.convert.common import ConversionError
+    from mega_fairseq.convert.hf_import import import_hf
 
     data, checkpoint = hf_lm_checkpoint
     export(str(checkpoint), str(tmp_path / "hf"), data=str(data))
@@ -108,24 +109,24 @@ def test_import_refuses_mismatched_or_unsafe_files(hf_lm_checkpoint, tmp_path):
     config = json.loads((bad / "config.json").read_text())
     config["intermediate_size"] += 8
     (bad / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ImportError_, match=r"(?s)do not fit.*v_proj\.weight: \(48, 32\) vs expected \(56, 32\)"):
+    with pytest.raises(ConversionError, match=r"(?s)do not fit.*v_proj\.weight: \(48, 32\) vs expected \(56, 32\)"):
         import_hf(str(bad), str(tmp_path / "out" / "model.pt"))
     assert not (tmp_path / "out" / "model.pt").exists()
     # a corrupt safetensors file
     (bad / "model.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(ImportError_, match="not a readable safetensors"):
+    with pytest.raises(ConversionError, match="not a readable safetensors"):
         import_hf(str(bad), str(tmp_path / "out" / "model.pt"))
     # a pickle with a global outside the allowlist is refused (weights_only=True)
     (bad / "model.safetensors").unlink()
     torch.save({"weights": torch.zeros(1), "payload": NotAllowlisted()}, bad / "pytorch_model.bin")
-    with pytest.raises(ImportError_, match="weights_only=True"):
+    with pytest.raises(ConversionError, match="weights_only=True"):
         import_hf(str(bad), str(tmp_path / "out" / "model.pt"))
     # a transformers class without a fairseq counterpart, a non-mega config
-    with pytest.raises(ImportError_, match="no fairseq counterpart"):
+    with pytest.raises(ConversionError, match="no fairseq counterpart"):
         import_hf(str(tmp_path / "hf"), str(tmp_path / "out" / "model.pt"), head="MegaForNothing")
     config["model_type"] = "bert"
     (bad / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ImportError_, match="not 'mega'"):
+    with pytest.raises(ConversionError, match="not 'mega'"):
         import_hf(str(bad), str(tmp_path / "out" / "model.pt"))
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
@@ -133,13 +134,14 @@ def test_import_refuses_mismatched_or_unsafe_files(hf_lm_checkpoint, tmp_path):
 def test_import_of_a_default_transformers_causal_lm_is_refused_with_the_reason(tmp_path):
     from transformers import MegaConfig, MegaForCausalLM
 
-    from mega_fairseq.convert.hf_import import ImportError_, import_hf
+    from mega_fairseq.convert.common import ConversionError
+    from mega_fairseq.convert.hf_import import import_hf
 
     MegaForCausalLM(MegaConfig(is_decoder=True, bidirectional=False, num_hidden_layers=1, vocab_size=40)).save_pretrained(tmp_path / "hf")
-    with pytest.raises(ImportError_, match="add_lm_hidden_dense_layer=True"):
+    with pytest.raises(ConversionError, match="add_lm_hidden_dense_layer=True"):
         import_hf(str(tmp_path / "hf"), str(tmp_path / "out.pt"))
     MegaForCausalLM(MegaConfig(num_hidden_layers=1, vocab_size=40, add_token_type_embeddings=True, add_lm_hidden_dense_layer=False)).save_pretrained(tmp_path / "hf")
-    with pytest.raises(ImportError_, match="token-type embeddings.*is_decoder=True"):
+    with pytest.raises(ConversionError, match="token-type embeddings.*is_decoder=True"):
         import_hf(str(tmp_path / "hf"), str(tmp_path / "out.pt"))
 
 

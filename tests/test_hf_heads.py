@@ -83,16 +83,17 @@ def test_head_exports_to_its_auto_class_and_imports_back_exactly(head, checkpoin
 
 
 def test_export_names_the_heads_and_refuses_what_hf_cannot_express(checkpoint_with_heads, tmp_path):
-    from mega_fairseq.convert.hf_export import ExportError, export
+    from mega_fairseq.convert.common import ConversionError
+    from mega_fairseq.convert.hf_export import export
 
     checkpoint, data = checkpoint_with_heads
-    with pytest.raises(ExportError, match="no head 'nope'.*masked_lm or cls"):
+    with pytest.raises(ConversionError, match="no head 'nope'.*masked_lm or cls"):
         export(str(checkpoint), str(tmp_path / "x"), data=str(data), head="nope")
     state = torch.load(checkpoint, weights_only=True)
     state["cfg"]["model"]["final_norm"] = True
     state["model"]["encoder.stack.final_norm.scalar"] = torch.ones(1)
     torch.save(state, tmp_path / "final_norm.pt")
-    with pytest.raises(ExportError, match="--no-final-norm.*mega_base"):
+    with pytest.raises(ConversionError, match="--no-final-norm.*mega_base"):
         export(str(tmp_path / "final_norm.pt"), str(tmp_path / "y"), data=str(data), head="cls")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
@@ -148,12 +149,13 @@ def test_tokenizer_export_reproduces_fairseq_ids_and_logits_on_raw_text(spm_lm, 
 def test_tokenizer_export_refuses_a_foreign_sentencepiece_model(spm_lm, tmp_path):
     import sentencepiece as spm
 
-    from mega_fairseq.convert.hf_export import ExportError, export
+    from mega_fairseq.convert.common import ConversionError
+    from mega_fairseq.convert.hf_export import export
 
     data, checkpoint, _, _ = spm_lm
     (tmp_path / "other.txt").write_text("\n".join(f"zz{i} qq{i * 7} xx" for i in range(300)) + "\n")
     spm.SentencePieceTrainer.train(input=str(tmp_path / "other.txt"), model_prefix=str(tmp_path / "other"), vocab_size=60,
                                    minloglevel=2, bos_id=-1, eos_id=-1, unk_id=0, pad_id=-1)
-    with pytest.raises(ExportError, match="not pieces of"):
+    with pytest.raises(ConversionError, match="not pieces of"):
         export(str(checkpoint), str(tmp_path / "hf"), data=str(data), spm=str(tmp_path / "other.model"))
     assert not (tmp_path / "hf").exists()

@@ -42,10 +42,11 @@ def test_translation_model_exports_to_encoder_decoder_model(translation_checkpoi
 
 
 def test_translation_export_refuses_what_transformers_cannot_express(translation_checkpoints, tmp_path):
-    from mega_fairseq.convert.hf_export import ExportError, export
+    from mega_fairseq.convert.common import ConversionError
+    from mega_fairseq.convert.hf_export import export
 
     data, _, checkpoint = translation_checkpoints
-    with pytest.raises(ExportError) as err:
+    with pytest.raises(ConversionError) as err:
         export(str(checkpoint), str(tmp_path / "hf"), data=str(data))
     message = str(err.value)
     assert "EncoderDecoderModel" in message and "encoder: embeddings are scaled" in message and "decoder: a final norm" in message

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 from conftest import REPO, fairseq_cli
 from mega_fairseq.convert.hf_import import fairseq_setup
-from mega_fairseq.convert.original import ImportError_, import_original, read_original
+from mega_fairseq.convert.common import ConversionError
+from mega_fairseq.convert.original import import_original, read_original
 from mega_fairseq.testing import randomize_
 
 # ---- the fork's parameter names, per module (facebookresearch/mega fairseq/modules/*.py)
@@ -312,7 +313,7 @@ def test_bad_checkpoints_are_refused_by_original_name_and_nothing_is_written(lm_
 
     def refused(state, args=LM_FORK, match=None, **kwargs):
         save_fork(tmp_path / "bad.pt", args, state)
-        with pytest.raises(ImportError_, match=match):
+        with pytest.raises(ConversionError, match=match):
             import_original(str(tmp_path / "bad.pt"), str(out), data=str(lm_data), **kwargs)
         assert not out.parent.exists() or list(out.parent.iterdir()) == []
 
@@ -326,7 +327,7 @@ def test_bad_checkpoints_are_refused_by_original_name_and_nothing_is_written(lm_
     refused(good, args=dict(LM_FORK, activation_fn="gelu_fast"), match="--activation-fn gelu_fast")
     refused(good, match="--arch mega_tiny", arch="mega_tiny")
     torch.save({"args": None, "model": good}, tmp_path / "noargs.pt")
-    with pytest.raises(ImportError_, match="no argparse args"):
+    with pytest.raises(ConversionError, match="no argparse args"):
         read_original(str(tmp_path / "noargs.pt"))
 
 

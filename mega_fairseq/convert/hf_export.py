@@ -4,30 +4,22 @@
                    [--dtype float32|float16|bfloat16] [--no-verify]
 
 Lossless or refused: structures transformers' Mega cannot express are refused with the option
-to change (`hf_targets.stack_problems`).  The export is written to a temporary directory,
+to change (`targets.stack_problems`).  The export is written to a temporary directory,
 loaded back with transformers and compared with the fairseq model on a probe batch; only if
 the outputs agree (max abs difference <= 1e-4 in float32) is it moved to OUT_DIR, so a wrong
 or partial model is never left behind.  The fairseq dictionary is saved as `dict.txt` next to
 the weights (so `mega-import-hf` restores it exactly), and with `--spm` a transformers tokenizer
-with the dictionary's ids (`hf_tokenizer`).
+with the dictionary's ids (`tokenizer`).
 """
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
+from .common import DTYPES, TOLERANCE, ConversionError, move_into, probe_tokens, staging_dir, task_dictionary
 from .targets import Target, target_for_fairseq_model
-
-TOLERANCE = 1e-4
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-class ExportError(ValueError):
-    pass
 
 
 def load_fairseq_model(checkpoint: str, data: str = None):
@@ -35,23 +27,13 @@ def load_fairseq_model(checkpoint: str, data: str = None):
     from fairseq import checkpoint_utils
 
     if not Path(checkpoint).is_file():
-        raise ExportError(f"checkpoint {checkpoint} does not exist")
+        raise ConversionError(f"checkpoint {checkpoint} does not exist")
     overrides = {"data": data} if data else None
     try:
         models, _, task = checkpoint_utils.load_model_ensemble_and_task([checkpoint], arg_overrides=overrides)
     except FileNotFoundError as err:
-        raise ExportError(f"{err}; pass --data DIR with the data-bin directory holding the dictionary") from err
+        raise ConversionError(f"{err}; pass --data DIR with the data-bin directory holding the dictionary") from err
     return models[0].eval(), task
-
-
-def probe_tokens(cfg, dictionary, batch: int = 2) -> torch.Tensor:
-    """Random ids spanning two chunks (or 32 tokens); an encoder's probe is a sentence pair `<s> A </s> B`."""
-    length = 2 * cfg.chunk_size if cfg.chunked else min(32, cfg.max_positions)
-    gen = torch.Generator().manual_seed(0)
-    tokens = torch.randint(dictionary.nspecial, len(dictionary), (batch, length), generator=gen)
-    if not cfg.causal and length >= 4:
-        tokens[:, 0], tokens[:, length // 2] = dictionary.bos(), dictionary.eos()
-    return tokens
 
 
 def compare(target: Target, model, hf_model, tokens: torch.Tensor) -> float:
@@ -95,43 +77,27 @@ def _tied(hf_model, key: str, missing) -> bool:
     return key in params and any(params[key] is value for name, value in params.items() if name != key and name not in missing)
 
 
-def _move_into(tmp: Path, out: Path):
-    """Moves the files of `tmp` into `out` (created if needed), replacing same-named files."""
-    out.mkdir(parents=True, exist_ok=True)
-    for item in tmp.iterdir():
-        dest = out / item.name
-        if dest.exists():
-            dest.unlink()
-        shutil.move(str(item), str(dest))
-
-
 def export(checkpoint: str, out_dir: str, data: str = None, head: str = None, dtype: str = "float32",
            spm: str = None, verify: bool = True) -> float:
     """Writes the export; returns the verified max abs output difference (nan when not verified)."""
     import transformers
-    from transformers import MegaConfig
 
-    from .tokenizer import TokenizerExportError, save_tokenizer
+    from .tokenizer import save_tokenizer
 
     if dtype not in DTYPES:
-        raise ExportError(f"unknown dtype {dtype!r}; choose {', '.join(DTYPES)}")
+        raise ConversionError(f"unknown dtype {dtype!r}; choose {', '.join(DTYPES)}")
     model, task = load_fairseq_model(checkpoint, data)
     try:
         target = target_for_fairseq_model(model, head)
     except ValueError as err:
-        raise ExportError(str(err)) from err
+        raise ConversionError(str(err)) from err
     problems = target.problems(model)
     if problems:
-        raise ExportError(f"cannot export losslessly to transformers' {target.hf_class}:\n  - " + "\n  - ".join(problems))
-    dictionary = task.source_dictionary if task.source_dictionary is not None else task.target_dictionary
+        raise ConversionError(f"cannot export losslessly to transformers' {target.hf_class}:\n  - " + "\n  - ".join(problems))
+    dictionary = task_dictionary(task)
     cfg = target.layer_cfg(model)
     hf_class = getattr(transformers, target.hf_class)
-    if target.make_config is not None:
-        config = target.make_config(model, task)
-    else:
-        config = MegaConfig(
-            **target.config_kwargs(model, dictionary), bos_token_id=dictionary.bos(), eos_token_id=dictionary.eos(),
-        )
+    config = target.make_config(model, task)
     config.architectures = [target.hf_class]
     labels = getattr(task, "label_dictionary", None)
     if labels is not None and getattr(config, "num_labels", 0) == len(labels) - labels.nspecial > 1:  # class names for id2label
@@ -141,23 +107,18 @@ def export(checkpoint: str, out_dir: str, data: str = None, head: str = None, dt
     missing, unexpected = hf.load_state_dict(target.to_hf(model), strict=False)
     missing = [key for key in missing if not _tied(hf, key, missing)]
     if unexpected or missing:
-        raise ExportError(f"name mapping incomplete: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
+        raise ConversionError(f"name mapping incomplete: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
     probe_dictionary = dictionary if task.target_dictionary is None or len(task.target_dictionary) >= len(dictionary) else task.target_dictionary
 
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.tmp") as tmp_name:
-        tmp = Path(tmp_name)
+    with staging_dir(out) as tmp:
         hf.to(DTYPES[dtype]).save_pretrained(tmp, safe_serialization=True)
         dictionary.save(str(tmp / "dict.txt"))
         if task.target_dictionary is not None and task.target_dictionary is not dictionary and task.target_dictionary != dictionary:
             task.target_dictionary.save(str(tmp / "dict.target.txt"))
         tokenizer_note = ""
         if spm:
-            try:
-                summary = save_tokenizer(spm, dictionary, str(tmp))
-            except TokenizerExportError as err:
-                raise ExportError(str(err)) from err
+            summary = save_tokenizer(spm, dictionary, str(tmp))
             tokenizer_note = (f"Tokenizer: XLM-R style from `{Path(spm).name}` with the fairseq dictionary's ids"
                               + ("; a causal LM takes `add_special_tokens=False`." if cfg.causal else "."))
             if summary["spm_pieces_left_out"]:
@@ -170,13 +131,13 @@ def export(checkpoint: str, out_dir: str, data: str = None, head: str = None, dt
             try:
                 max_diff = compare(target, model, reloaded, tokens)
             except ValueError as err:
-                raise ExportError(f"verification failed: {err}; nothing written") from err
+                raise ConversionError(f"verification failed: {err}; nothing written") from err
             scale = target.fairseq_outputs(model, tokens).abs().max().item()
             tolerance = TOLERANCE if dtype == "float32" else 1e-2 * max(1.0, scale)
             if not max_diff <= tolerance:
-                raise ExportError(f"verification failed: transformers' outputs differ by {max_diff:.3g} (> {tolerance:g}); nothing written")
+                raise ConversionError(f"verification failed: transformers' outputs differ by {max_diff:.3g} (> {tolerance:g}); nothing written")
         (tmp / "README.md").write_text(model_card(target, cfg, config, checkpoint, max_diff, tokenizer_note), encoding="utf-8")
-        _move_into(tmp, out)
+        move_into(tmp, out)
     return max_diff
 
 
@@ -194,7 +155,7 @@ def main(argv=None):
 
     try:
         diff = export(args.checkpoint, args.out_dir, args.data, args.head, args.dtype, args.spm, verify=not args.no_verify)
-    except ExportError as err:
+    except ConversionError as err:
         print(f"mega-export-hf: error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {args.out_dir}/config.json and model.safetensors" + ("" if diff != diff else f"; verified: max |output diff| {diff:.2e}"))

@@ -17,20 +17,13 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import torch
 
+from .common import DTYPES, TOLERANCE, ConversionError, build_dictionary, probe_tokens, staging_dir
 from .targets import target_for_hf_class
-
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-TOLERANCE = 1e-4
-
-
-class ImportError_(ValueError):
-    """A model directory that cannot be imported (named so as not to shadow the builtin)."""
 
 
 def read_hf_weights(hf_dir: Path) -> Dict[str, torch.Tensor]:
@@ -42,47 +35,13 @@ def read_hf_weights(hf_dir: Path) -> Dict[str, torch.Tensor]:
         try:
             return load_file(str(safetensors_file))
         except Exception as err:  # safetensors raises its own error types for corrupt headers
-            raise ImportError_(f"{safetensors_file} is not a readable safetensors file: {err}") from err
+            raise ConversionError(f"{safetensors_file} is not a readable safetensors file: {err}") from err
     if pickle_file.is_file():
         try:
             return torch.load(str(pickle_file), map_location="cpu", weights_only=True)
         except Exception as err:
-            raise ImportError_(f"{pickle_file} could not be loaded safely (weights_only=True): {err}") from err
-    raise ImportError_(f"{hf_dir} has neither model.safetensors nor pytorch_model.bin")
-
-
-def build_dictionary(hf_dir: Path, vocab_size: int, file_name: str = "dict.txt"):
-    """fairseq Dictionary of exactly `vocab_size` entries for the HF model in `hf_dir`."""
-    from fairseq.data import Dictionary
-
-    dict_file = hf_dir / file_name
-    if dict_file.is_file():
-        dictionary = Dictionary.load(str(dict_file))
-        if len(dictionary) == vocab_size - 1:  # a masked LM's dictionary gains <mask> in the task
-            dictionary.add_symbol("<mask>")
-    else:
-        dictionary = Dictionary()
-        tokens = _tokenizer_vocabulary(hf_dir)
-        for i in range(dictionary.nspecial, vocab_size):
-            symbol = tokens[i] if tokens and i < len(tokens) and tokens[i] else f"<hf_{i}>"
-            dictionary.add_symbol(symbol if symbol not in dictionary.indices else f"<hf_{i}>")
-    if len(dictionary) != vocab_size:
-        raise ImportError_(f"the dictionary has {len(dictionary)} entries but the model's vocab_size is {vocab_size}")
-    return dictionary
-
-
-def _tokenizer_vocabulary(hf_dir: Path) -> List[str]:
-    """Tokens by id from a tokenizer in `hf_dir` if it uses fairseq's special layout, else []."""
-    if not (hf_dir / "tokenizer.json").is_file() and not (hf_dir / "tokenizer_config.json").is_file():
-        return []
-    try:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
-    except Exception:
-        return []
-    tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-    return tokens if tokens[:4] == ["<s>", "<pad>", "</s>", "<unk>"] else []
+            raise ConversionError(f"{pickle_file} could not be loaded safely (weights_only=True): {err}") from err
+    raise ConversionError(f"{hf_dir} has neither model.safetensors nor pytorch_model.bin")
 
 
 def fairseq_setup(arch: str, options: Dict[str, Any], task_name: str, data_dir: str, task_options: Dict[str, Any] = None):
@@ -115,13 +74,13 @@ def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "
     from fairseq import checkpoint_utils
     from transformers import MegaConfig
 
-    from .hf_export import probe_tokens
+    from .hf_export import compare
 
     source = Path(hf_dir)
     if not (source / "config.json").is_file():
-        raise ImportError_(f"{source}/config.json does not exist: pass a directory written by save_pretrained or mega-export-hf")
+        raise ConversionError(f"{source}/config.json does not exist: pass a directory written by save_pretrained or mega-export-hf")
     if dtype not in DTYPES:
-        raise ImportError_(f"unknown dtype {dtype!r}; choose {', '.join(DTYPES)}")
+        raise ConversionError(f"unknown dtype {dtype!r}; choose {', '.join(DTYPES)}")
     config_dict = json.loads((source / "config.json").read_text())
     model_type = config_dict.get("model_type")
     if model_type == "encoder-decoder":
@@ -133,16 +92,16 @@ def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "
         hf_class = head or (hf_config.architectures or [None])[0]
         special_ids = hf_config
     else:
-        raise ImportError_(f"{source}/config.json describes model_type {model_type!r}, not 'mega' (or an encoder-decoder of Mega models)")
+        raise ConversionError(f"{source}/config.json describes model_type {model_type!r}, not 'mega' (or an encoder-decoder of Mega models)")
     if hf_class is None:
-        raise ImportError_("config.json names no architecture: pass --head with the transformers class (e.g. MegaForCausalLM)")
+        raise ConversionError("config.json names no architecture: pass --head with the transformers class (e.g. MegaForCausalLM)")
     try:
         target = target_for_hf_class(hf_class)
         arch, options = target.fairseq_options(hf_config)
     except ValueError as err:
-        raise ImportError_(f"cannot import {hf_class}: {err}") from err
+        raise ConversionError(f"cannot import {hf_class}: {err}") from err
     if (special_ids.pad_token_id, special_ids.bos_token_id, special_ids.eos_token_id) != (1, 0, 2):
-        raise ImportError_(
+        raise ConversionError(
             f"special ids pad={special_ids.pad_token_id} bos={special_ids.bos_token_id} eos={special_ids.eos_token_id}: "
             "fairseq dictionaries use <s>=0, <pad>=1, </s>=2, <unk>=3"
         )
@@ -156,33 +115,28 @@ def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "
         dictionaries = {"dict.txt": dictionary}
 
     out = Path(out_checkpoint)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.tmp") as tmp_name:
-        tmp = Path(tmp_name)
+    with staging_dir(out) as tmp:
         for name, dictionary_ in dictionaries.items():
             dictionary_.save(str(tmp / name))
         cfg, task, model = fairseq_setup(arch, options, target.fairseq_task, str(tmp))
         try:
-            if target.prepare_import is not None:
-                target.prepare_import(model, hf_config)
-            state = target.from_hf(hf_state, hf_config, target.layer_cfg(model), model)
+            target.prepare_import(model, hf_config)
+            state = target.from_hf(hf_state, model)
         except (KeyError, ValueError) as err:
-            raise ImportError_(f"cannot import {source}: {err}") from err
-        _load_exactly(model, state, source)
+            raise ConversionError(f"cannot import {source}: {err}") from err
+        load_exactly(model, state, source)
         model.eval()
         max_diff = float("nan")
         if verify:
             import transformers
 
             hf_model = getattr(transformers, target.hf_class).from_pretrained(str(source), dtype=torch.float32).eval()
-            from .hf_export import compare
-
             try:
                 max_diff = compare(target, model, hf_model, probe_tokens(target.layer_cfg(model), dictionary))
             except ValueError as err:
-                raise ImportError_(f"verification failed: {err}") from err
+                raise ConversionError(f"verification failed: {err}") from err
             if not max_diff <= TOLERANCE:
-                raise ImportError_(f"verification failed: the fairseq model's outputs differ from transformers' by {max_diff:.3g}; nothing written")
+                raise ConversionError(f"verification failed: the fairseq model's outputs differ from transformers' by {max_diff:.3g}; nothing written")
         cfg.task.data = str(out.parent.resolve())
         weights = {k: (v.to(DTYPES[dtype]) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
         checkpoint = checkpoint_dict(cfg, weights, hf_source={"dir": str(source.resolve()), "class": target.hf_class})
@@ -216,11 +170,11 @@ def _encoder_decoder_config(source: Path, config_dict: dict):
 
     sides = {side: config_dict.get(side, {}).get("model_type") for side in ("encoder", "decoder")}
     if sides != {"encoder": "mega", "decoder": "mega"}:
-        raise ImportError_(f"{source} is an encoder-decoder of {sides}; only Mega encoder + Mega decoder models import")
+        raise ConversionError(f"{source} is an encoder-decoder of {sides}; only Mega encoder + Mega decoder models import")
     return EncoderDecoderConfig.from_pretrained(str(source))
 
 
-def _load_exactly(model, state: Dict[str, torch.Tensor], source: Path):
+def load_exactly(model, state: Dict[str, torch.Tensor], source: Path):
     """load_state_dict that names every missing, unexpected or mis-shaped key."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -228,7 +182,7 @@ def _load_exactly(model, state: Dict[str, torch.Tensor], source: Path):
     shapes = [f"{k}: {tuple(state[k].shape)} vs expected {tuple(v.shape)}" for k, v in expected.items() if k in state and state[k].shape != v.shape]
     if missing or unexpected or shapes:
         lines = [f"missing {missing}"] * bool(missing) + [f"unexpected {unexpected}"] * bool(unexpected) + shapes
-        raise ImportError_(f"the weights in {source} do not fit the model its config.json describes:\n  - " + "\n  - ".join(lines))
+        raise ConversionError(f"the weights in {source} do not fit the model its config.json describes:\n  - " + "\n  - ".join(lines))
     model.load_state_dict(state, strict=True)
 
 
@@ -244,7 +198,7 @@ def main(argv=None):
 
     try:
         diff = import_hf(args.hf_dir, args.out_checkpoint, args.head, args.dtype, verify=not args.no_verify)
-    except ImportError_ as err:
+    except ConversionError as err:
         print(f"mega-import-hf: error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {args.out_checkpoint} and {Path(args.out_checkpoint).parent / 'dict.txt'}"

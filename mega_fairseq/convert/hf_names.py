@@ -1,15 +1,20 @@
 """The one table between this package's Mega names and HuggingFace transformers' Mega names.
 
-Covers (1) `MegaLayerConfig` fields <-> `transformers.MegaConfig` fields and (2) `MegaStack`
-state-dict keys <-> `MegaModel` keys (under a prefix such as "mega.").  Export, import and the
-equivalence tests all go through here, so a name is mapped in exactly one place.
+Covers (1) `MegaLayerConfig` fields <-> `transformers.MegaConfig` fields, (2) `MegaStack`
+state-dict keys <-> `MegaModel` keys (under a prefix such as "mega.") and (3) the heads: the
+causal and masked LM heads here, every other encoder head through its entry in the head registry
+(`models.heads.HEAD_KINDS`).  Export, import and the equivalence tests all go through here, so a
+name is mapped in exactly one place.
 """
 import re
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from ..models.heads import HEAD_KINDS
 from ..modules.config import MegaLayerConfig
+from ..modules.relative_position import recenter_simple_bias
+from .common import rename_key
 
 # (MegaLayerConfig field, MegaConfig field)
 CONFIG_FIELDS = [
@@ -52,18 +57,8 @@ SIMPLE_BIAS = re.compile(r"layers\.\d+\.(mega_layer|cross_attn)\.rel_pos_bias\.r
 ROTARY_ALPHA = re.compile(r"(layers\.\d+\.(mega_layer|cross_attn)\.rel_pos_bias\.)alpha$")
 
 
-def _compile(pattern: str) -> re.Pattern:
-    regex = re.escape(pattern).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{rest\}", r"(?P<rest>.+)")
-    return re.compile(regex + "$")
-
-
 def _translate(key: str, to_hf: bool) -> Optional[str]:
-    for ours, theirs in STATE_DICT_KEYS:
-        source, target = (ours, theirs) if to_hf else (theirs, ours)
-        match = _compile(source).match(key)
-        if match:
-            return target.format(**match.groupdict())
-    return None
+    return rename_key(key, STATE_DICT_KEYS, reverse=not to_hf)
 
 
 def to_hf_config_kwargs(cfg: MegaLayerConfig, num_layers: int, vocab_size: int, pad_token_id: int, type_vocab_size: int = 0) -> dict:
@@ -83,25 +78,9 @@ def to_hf_config_kwargs(cfg: MegaLayerConfig, num_layers: int, vocab_size: int, 
     return kwargs
 
 
-def from_hf_config(hf_config) -> MegaLayerConfig:
-    """A `MegaLayerConfig` from a `transformers.MegaConfig` (or anything with its attributes)."""
-    kwargs = {ours: getattr(hf_config, theirs) for ours, theirs in CONFIG_FIELDS}
-    kwargs["chunk_size"] = hf_config.chunk_size if hf_config.use_chunking else -1
-    kwargs["normalize_before_ffn"] = hf_config.normalize_before_ffn
-    return MegaLayerConfig(**kwargs)
-
-
 def _hf_simple_bias_center(cfg: MegaLayerConfig) -> int:
     """HF indexes its (2*max_positions-1) simple-bias vector around chunk_size-1 whenever chunk_size > 0."""
     return (cfg.chunk_size if cfg.chunked else cfg.max_positions) - 1
-
-
-def _recenter(vector: torch.Tensor, center: int, new_length: int, new_center: int) -> torch.Tensor:
-    """Copies offsets -r..r of `vector` (centred at `center`) into a zero vector centred at `new_center`."""
-    out = vector.new_zeros(new_length)
-    radius = min(center, vector.numel() - 1 - center, new_center, new_length - 1 - new_center)
-    out[new_center - radius : new_center + radius + 1] = vector[center - radius : center + radius + 1]
-    return out
 
 
 def stack_state_dict_to_hf(state_dict: Dict[str, torch.Tensor], cfg: MegaLayerConfig, prefix: str = "mega.") -> Dict[str, torch.Tensor]:
@@ -113,7 +92,7 @@ def stack_state_dict_to_hf(state_dict: Dict[str, torch.Tensor], cfg: MegaLayerCo
         if hf_key is None:
             raise KeyError(f"no HuggingFace name for parameter {key!r}")
         if SIMPLE_BIAS.search(key):
-            value = _recenter(value, (value.numel() + 1) // 2 - 1, 2 * cfg.max_positions - 1, hf_center)
+            value = recenter_simple_bias(value, 2 * cfg.max_positions - 1, new_center=hf_center)
         out[prefix + hf_key] = value
         alpha = ROTARY_ALPHA.search(key)
         if alpha:  # HF keeps a persistent dtype marker buffer next to the rotary parameters
@@ -133,7 +112,7 @@ def stack_state_dict_from_hf(hf_state_dict: Dict[str, torch.Tensor], cfg: MegaLa
             raise KeyError(f"unknown HuggingFace Mega parameter {hf_key!r}")
         if SIMPLE_BIAS.search(key):
             span = cfg.chunk_size if (cfg.chunked and ".mega_layer." in key) else cfg.max_positions
-            value = _recenter(value, hf_center, 2 * span - 1, span - 1)
+            value = recenter_simple_bias(value, 2 * span - 1, center=hf_center)
         out[key] = value
     return out
 
@@ -168,30 +147,17 @@ def lm_state_dict_from_hf(hf_state_dict: Dict[str, torch.Tensor], cfg: MegaLayer
 
 # ---- Encoder heads (mega_encoder) -----------------------------------------------------------
 # head kind -> (HF class, prefix of HF's MegaModel inside it, [(our key in the fairseq model's state dict, HF key)]).
-# {head} is the head's name in `classification_heads`; kinds are those of models/heads.py plus "masked_lm".
+# {head} is the head's name in `classification_heads`.  The masked LM head is declared here, every other
+# kind once in the head registry (models.heads.HEAD_KINDS); this dict is the view of both.
 ENCODER_STACK_PREFIX = "encoder.stack."
-ENCODER_HEAD_KEYS = {
-    "masked_lm": ("MegaForMaskedLM", "mega.", [
-        ("lm_head.dense.weight", "dense.weight"), ("lm_head.dense.bias", "dense.bias"),  # only with the hidden dense layer
-        ("lm_head.out_proj.weight", "mlm_head.weight"), ("lm_head.out_proj.bias", "mlm_head.bias"),
-    ]),
-    "classification": ("MegaForSequenceClassification", "mega.", [
-        ("classification_heads.{head}.dense.weight", "classifier.dense.weight"), ("classification_heads.{head}.dense.bias", "classifier.dense.bias"),
-        ("classification_heads.{head}.out_proj.weight", "classifier.out_proj.weight"), ("classification_heads.{head}.out_proj.bias", "classifier.out_proj.bias"),
-    ]),
-    "multiple_choice": ("MegaForMultipleChoice", "mega.", [
-        ("classification_heads.{head}.pooler.dense.weight", "mega.pooler.dense.weight"), ("classification_heads.{head}.pooler.dense.bias", "mega.pooler.dense.bias"),
-        ("classification_heads.{head}.classifier.weight", "classifier.weight"), ("classification_heads.{head}.classifier.bias", "classifier.bias"),
-    ]),
-    "token_classification": ("MegaForTokenClassification", "mega.", [
-        ("classification_heads.{head}.classifier.weight", "classifier.weight"), ("classification_heads.{head}.classifier.bias", "classifier.bias"),
-    ]),
-    "question_answering": ("MegaForQuestionAnswering", "mega.", [
-        ("classification_heads.{head}.qa_outputs.weight", "qa_outputs.weight"), ("classification_heads.{head}.qa_outputs.bias", "qa_outputs.bias"),
-    ]),
-    "pooler": ("MegaModel", "", [
-        ("classification_heads.{head}.dense.weight", "pooler.dense.weight"), ("classification_heads.{head}.dense.bias", "pooler.dense.bias"),
-    ]),
+MASKED_LM_KEYS = ("MegaForMaskedLM", "mega.", [
+    ("lm_head.dense.weight", "dense.weight"), ("lm_head.dense.bias", "dense.bias"),  # only with the hidden dense layer
+    ("lm_head.out_proj.weight", "mlm_head.weight"), ("lm_head.out_proj.bias", "mlm_head.bias"),
+])
+ENCODER_HEAD_KEYS: Dict[str, Tuple[str, str, List[Tuple[str, str]]]] = {
+    "masked_lm": MASKED_LM_KEYS,
+    **{name: (kind.hf_class, kind.hf_body_prefix, [(f"classification_heads.{{head}}.{ours}", theirs) for ours, theirs in kind.hf_keys])
+       for name, kind in HEAD_KINDS.items()},
 }
 
 
@@ -207,9 +173,10 @@ def _encoder_head_table(kind: str, head_name: Optional[str]):
 def encoder_hf_config_kwargs(kind: str, num_labels: Optional[int] = None, lm_hidden_dense: bool = True, tied: bool = True, classifier_dropout: Optional[float] = None) -> dict:
     """Head-specific `transformers.MegaConfig` kwargs (add them to `to_hf_config_kwargs(...)`)."""
     kwargs = {"add_lm_hidden_dense_layer": lm_hidden_dense, "tie_word_embeddings": tied, "classifier_dropout": classifier_dropout}
-    if kind == "question_answering":
-        kwargs["num_labels"] = 2
-    elif kind in ("classification", "token_classification"):
+    labels = None if kind == "masked_lm" else HEAD_KINDS[kind].num_labels
+    if isinstance(labels, int):  # a fixed count (question answering: start, end)
+        kwargs["num_labels"] = labels
+    elif labels is not None:
         if not num_labels:
             raise ValueError(f"a {kind} head needs num_labels")
         kwargs["num_labels"] = num_labels

@@ -26,14 +26,15 @@ import math
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from .hf_import import ImportError_, _load_exactly, build_dictionary, checkpoint_dict, fairseq_setup
-from .hf_names import SIMPLE_BIAS, _recenter
+from ..modules.relative_position import recenter_simple_bias
+from .common import KEY_FIELDS, ConversionError, build_dictionary, match_key, staging_dir
+from .hf_import import checkpoint_dict, fairseq_setup, load_exactly
+from .hf_names import SIMPLE_BIAS
 
 EMA_VARIANTS = ("v1", "v2")
 
@@ -82,25 +83,21 @@ ARCH_KINDS = [(re.compile(r"mega_lm.*$"), "lm", "mega_lm"), (re.compile(r"mega(_
               (re.compile(r"mega_lra_.*$"), "lra", "lra")]
 TASKS = {"lm": "language_modeling", "translation": "translation"}
 ACTIVATIONS = ("silu", "gelu", "relu", "tanh")
-_FIELD = {"i": r"\d+", "blk": r"mega_layer|cross_attn|nffn", "rest": r".+", "layer": r".+"}
-
-
-def _compile(pattern: str) -> re.Pattern:
-    return re.compile(re.sub(r"\\\{(\w+)\\\}", lambda m: f"(?P<{m.group(1)}>{_FIELD[m.group(1)]})", re.escape(pattern)) + "$")
+# pattern fields of the tables above ({i} and {rest} as in common.KEY_FIELDS)
+FIELDS = {**KEY_FIELDS, "blk": r"mega_layer|cross_attn|nffn", "layer": r".+"}
 
 
 def _rename(key: str, table, reverse: bool, layer_table=None) -> Optional[str]:
-    for original, ours in table:
-        source, target = (ours, original) if reverse else (original, ours)
-        match = _compile(source).match(key)
-        if match:
-            fields = match.groupdict()
-            if "layer" in fields:
-                fields["layer"] = _rename(fields["layer"], layer_table, reverse)
-                if fields["layer"] is None:
-                    return None
-            return target.format(**fields)
-    return None
+    """`key` renamed by the first matching pair of `table`; a {layer} field is renamed by `layer_table`."""
+    found = match_key(key, table, reverse, FIELDS)
+    if found is None:
+        return None
+    target, fields = found
+    if "layer" in fields:
+        fields["layer"] = _rename(fields["layer"], layer_table, reverse)
+        if fields["layer"] is None:
+            return None
+    return target.format(**fields)
 
 
 def _layer_table(variant: str):
@@ -135,14 +132,14 @@ def model_kind(arch: str) -> Tuple[str, str]:
         if pattern.match(arch):
             return kind, model_name
     known = "mega_lm*, mega, mega_wmt_en_de*, mega_lra_*"
-    raise ImportError_(f"unknown original architecture {arch!r} (this importer knows {known}); "
+    raise ConversionError(f"unknown original architecture {arch!r} (this importer knows {known}); "
                        "if it is a variant of one of them, pass --arch with our arch of that model (mega_lm, mega or lra)")
 
 
 def _layer_options(args, *, lra: bool) -> Dict[str, Any]:
     activation = _get(args, "activation_fn", "gelu" if lra else "silu")
     if activation not in ACTIVATIONS:
-        raise ImportError_(f"--activation-fn {activation}: our Mega layers support {', '.join(ACTIVATIONS)}")
+        raise ConversionError(f"--activation-fn {activation}: our Mega layers support {', '.join(ACTIVATIONS)}")
     truncation = _get(args, "truncation_length")
     hidden = _get(args, "act_dropout", 0.0) if lra else _get(args, "hidden_dropout", 0.0)
     return {
@@ -161,6 +158,7 @@ def _layer_options(args, *, lra: bool) -> Dict[str, Any]:
     }
 
 
+# options: size fields rebuilt here; see models/options.py
 def _sizes(args, side: str, *, ffn_default, lra: bool = False) -> Dict[str, Any]:
     ffn = _get(args, f"{side}_ffn_embed_dim", ffn_default)
     return {
@@ -177,7 +175,7 @@ def _sizes(args, side: str, *, ffn_default, lra: bool = False) -> Dict[str, Any]
 def _check_input_dim(args, embed_default: int = 512):
     embed, given = _get(args, "decoder_embed_dim", embed_default), _get(args, "decoder_input_dim", None)
     if given is not None and given != embed:
-        raise ImportError_(f"--decoder-input-dim {given} != --decoder-embed-dim {embed}: the fork's project_in_dim layer has no counterpart here")
+        raise ConversionError(f"--decoder-input-dim {given} != --decoder-embed-dim {embed}: the fork's project_in_dim layer has no counterpart here")
 
 
 def lm_options(args) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -210,7 +208,7 @@ def lm_options(args) -> Tuple[Dict[str, Any], Dict[str, Any]]:
 def translation_options(args) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     _check_input_dim(args, _get(args, "encoder_embed_dim", 512))
     if _get(args, "adaptive_softmax_cutoff") is not None:
-        raise ImportError_("--adaptive-softmax-cutoff in a translation model: our `mega` model has a plain output projection")
+        raise ConversionError("--adaptive-softmax-cutoff in a translation model: our `mega` model has a plain output projection")
     options = {**_layer_options(args, lra=False), **_sizes(args, "encoder", ffn_default=_get(args, "encoder_hidden_dim", 1024))}
     defaults = {k.replace("encoder_", "decoder_", 1): v for k, v in options.items() if k.startswith("encoder_")}
     defaults["decoder_layers"] = 6  # the fork's base_architecture: decoder sizes follow the encoder's, depth 6
@@ -218,7 +216,7 @@ def translation_options(args) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     decoder["decoder_ffn_embed_dim"] = max(decoder["decoder_ffn_embed_dim"], 0)
     options.update(decoder)
     if (options["encoder_ffn_embed_dim"] > 0) != (options["decoder_ffn_embed_dim"] > 0):
-        raise ImportError_("a normalized FFN on one side only (--encoder/decoder-ffn-embed-dim 0): our `mega` model has one --no-nffn switch")
+        raise ConversionError("a normalized FFN on one side only (--encoder/decoder-ffn-embed-dim 0): our `mega` model has one --no-nffn switch")
     options.update(
         no_nffn=options["encoder_ffn_embed_dim"] <= 0,
         no_scale_embedding=bool(_get(args, "no_scale_embedding", False)),
@@ -233,15 +231,15 @@ def translation_options(args) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     )
     task = {"source_lang": _get(args, "source_lang"), "target_lang": _get(args, "target_lang")}
     if not task["source_lang"] or not task["target_lang"]:
-        raise ImportError_("the checkpoint's args name no source_lang/target_lang, which the translation task needs")
+        raise ConversionError("the checkpoint's args name no source_lang/target_lang, which the translation task needs")
     return options, task
 
 
 def lra_options(args) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     if _get(args, "layer_type", "mega") != "mega":
-        raise ImportError_(f"--layer-type {args.layer_type}: only the fork's Mega LRA models are imported (not its transformer/luna/lstm/flash baselines)")
+        raise ConversionError(f"--layer-type {args.layer_type}: only the fork's Mega LRA models are imported (not its transformer/luna/lstm/flash baselines)")
     if _get(args, "use_p", False):
-        raise ImportError_("--use-p: the fork's luna-only sentence representation has no counterpart here")
+        raise ConversionError("--use-p: the fork's luna-only sentence representation has no counterpart here")
     embed = _get(args, "encoder_embed_dim", 512)
     options = {**_layer_options(args, lra=True), **_sizes(args, "encoder", ffn_default=_get(args, "encoder_hidden_dim", 2048), lra=True)}
     options["encoder_hidden_dim"] = _get(args, "encoder_hidden_dim", 2048)
@@ -259,7 +257,7 @@ def lra_options(args) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     )
     in_dim = _get(args, "classifier_in_dim", embed)
     if in_dim not in (embed, 2 * embed):
-        raise ImportError_(f"--classifier-in-dim {in_dim}: expected the model width {embed} (one input) or {2 * embed} (retrieval pairs)")
+        raise ConversionError(f"--classifier-in-dim {in_dim}: expected the model width {embed} (one input) or {2 * embed} (retrieval pairs)")
     task = {}
     if _get(args, "pixel_normalization") is not None:
         task["pixel_normalization"] = [float(v) for v in args.pixel_normalization]
@@ -276,16 +274,16 @@ def read_original(path: str) -> Tuple[argparse.Namespace, Dict[str, torch.Tensor
 
     _compat.allow_fairseq_checkpoint_globals()
     if not os.path.isfile(path):
-        raise ImportError_(f"{path} does not exist")
+        raise ConversionError(f"{path} does not exist")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ImportError_(f"{path} could not be loaded safely (torch.load weights_only=True): {err}") from err
+        raise ConversionError(f"{path} could not be loaded safely (torch.load weights_only=True): {err}") from err
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
-        raise ImportError_(f"{path} is not a fairseq checkpoint (expected a dict with 'args' and 'model')")
+        raise ConversionError(f"{path} is not a fairseq checkpoint (expected a dict with 'args' and 'model')")
     args = checkpoint.get("args")
     if not isinstance(args, argparse.Namespace):
-        raise ImportError_(f"{path} has no argparse args: the original fork (fairseq 0.9) stores them; a checkpoint of "
+        raise ConversionError(f"{path} has no argparse args: the original fork (fairseq 0.9) stores them; a checkpoint of "
                            "this package or of fairseq >= 0.10 loads directly with --path / --restore-file")
     return args, checkpoint["model"]
 
@@ -311,7 +309,7 @@ def convert_state(original: Dict[str, torch.Tensor], kind: str, model, variant: 
             unexpected.append(key)
             continue
         if SIMPLE_BIAS.search(ours) and value.numel() != expected[ours].numel():
-            value = _recenter(value, (value.numel() + 1) // 2 - 1, expected[ours].numel(), (expected[ours].numel() + 1) // 2 - 1)
+            value = recenter_simple_bias(value, expected[ours].numel())
         if value.shape != expected[ours].shape:
             shapes.append(f"{key}: {tuple(value.shape)}, but the model its args describe has {tuple(expected[ours].shape)} (as {ours})")
             continue
@@ -319,7 +317,7 @@ def convert_state(original: Dict[str, torch.Tensor], kind: str, model, variant: 
     missing = [translate_key(k, kind, variant, reverse=True) or k for k in expected if k not in state and not DERIVED.search(k)]
     if missing or unexpected or shapes:
         lines = [f"missing {sorted(missing)}"] * bool(missing) + [f"unexpected {sorted(unexpected)}"] * bool(unexpected) + shapes
-        raise ImportError_(f"the weights in {source} do not fit the model its args describe (original key names):\n  - " + "\n  - ".join(lines))
+        raise ConversionError(f"the weights in {source} do not fit the model its args describe (original key names):\n  - " + "\n  - ".join(lines))
     for key in expected:
         if DERIVED.search(key):
             state[key] = expected[key]
@@ -353,7 +351,7 @@ def _embedding_rows(original: Dict[str, torch.Tensor], prefix: str) -> int:
         return original[prefix + "embed_tokens.weight"].size(0)
     heads = [k for k in original if k.startswith(prefix + "embed_tokens.embeddings.") and k.endswith(".0.weight")]
     if not heads:
-        raise ImportError_(f"the checkpoint has no {prefix}embed_tokens weights: cannot size its dictionary (pass --data)")
+        raise ConversionError(f"the checkpoint has no {prefix}embed_tokens weights: cannot size its dictionary (pass --data)")
     return sum(original[k].size(0) for k in heads)
 
 
@@ -365,7 +363,7 @@ def import_original(checkpoint: str, out_checkpoint: str, data: Optional[str] = 
     import mega_fairseq  # noqa: F401  registers our models and tasks
 
     if ema_variant not in EMA_VARIANTS:
-        raise ImportError_(f"unknown --ema-variant {ema_variant!r}; choose {' or '.join(EMA_VARIANTS)}")
+        raise ConversionError(f"unknown --ema-variant {ema_variant!r}; choose {' or '.join(EMA_VARIANTS)}")
     args, original = read_original(checkpoint)
     original_arch = _get(args, "arch", "")
     if arch is None:
@@ -375,35 +373,33 @@ def import_original(checkpoint: str, out_checkpoint: str, data: Optional[str] = 
         ours = {model_name: kind for _, kind, model_name in ARCH_KINDS}
         model_name = next((name for name in ours if ARCH_MODEL_REGISTRY.get(arch) is ARCH_MODEL_REGISTRY[name]), None)
         if model_name is None:
-            raise ImportError_(f"--arch {arch} is not an arch of our mega_lm, mega or lra models")
+            raise ConversionError(f"--arch {arch} is not an arch of our mega_lm, mega or lra models")
         kind, our_arch = ours[model_name], arch
         if model_kind_or_none(original_arch) not in (None, kind):
-            raise ImportError_(f"--arch {arch} belongs to our {model_name!r} model, but the checkpoint's arch {original_arch!r} is not one")
+            raise ConversionError(f"--arch {arch} belongs to our {model_name!r} model, but the checkpoint's arch {original_arch!r} is not one")
     options, task_options = OPTIONS[kind](args)
     if kind == "lra":
         if data is None:
-            raise ImportError_("an LRA checkpoint needs --data: the LRA data directory it was trained on (src-bin/dict.txt, label-bin/)")
+            raise ConversionError("an LRA checkpoint needs --data: the LRA data directory it was trained on (src-bin/dict.txt, label-bin/)")
         task_name = _get(args, "task", "lra-text" if _get(args, "input_type", "text") == "text" else "lra-image")
     else:
         task_name = TASKS[kind]
     source = Path(checkpoint)
     out = Path(out_checkpoint)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.tmp") as tmp_name:
-        tmp = Path(tmp_name)
+    with staging_dir(out) as tmp:
         placeholders = [] if data is not None else _placeholder_dictionaries(kind, original, task_options, tmp)
         try:
             cfg, task, model = fairseq_setup(our_arch, options, task_name, str(Path(data).resolve()) if data else str(tmp), task_options)
         except (ValueError, AssertionError, FileNotFoundError) as err:
-            raise ImportError_(f"cannot build our {model_name} model for {source}: {err}") from err
+            raise ConversionError(f"cannot build our {model_name} model for {source}: {err}") from err
         for name, value in task_options.items():
             cfg.task[name] = value
         paired = bool(getattr(task, "paired", False))
         if kind == "lra" and paired != (_get(args, "classifier_in_dim", options["encoder_embed_dim"]) == 2 * options["encoder_embed_dim"]):
-            raise ImportError_(f"the checkpoint is {'a retrieval (pair)' if not paired else 'a single-input'} model but {data} is "
+            raise ConversionError(f"the checkpoint is {'a retrieval (pair)' if not paired else 'a single-input'} model but {data} is "
                                f"{'not ' if not paired else ''}retrieval data (src1-bin/): pass the data directory it was trained on")
         state = convert_state(original, kind, model, ema_variant, paired, str(source))
-        _load_exactly(model, state, source)
+        load_exactly(model, state, source)
         cfg.task.data = str(Path(data).resolve()) if data else str(out.parent.resolve())
         weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         extra = {"original_source": {"path": str(source.resolve()), "arch": original_arch, "ema_variant": ema_variant}}
@@ -417,7 +413,7 @@ def import_original(checkpoint: str, out_checkpoint: str, data: Optional[str] = 
 def model_kind_or_none(arch: str) -> Optional[str]:
     try:
         return model_kind(arch)[0]
-    except ImportError_:
+    except ConversionError:
         return None
 
 
@@ -431,7 +427,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         our_arch = import_original(args.original_checkpoint, args.out_checkpoint, args.data, args.arch, args.ema_variant)
-    except ImportError_ as err:
+    except ConversionError as err:
         print(f"mega-import-original: error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {args.out_checkpoint} (--arch {our_arch})")

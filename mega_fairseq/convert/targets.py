@@ -1,18 +1,28 @@
 """What each HuggingFace Mega class corresponds to in fairseq, in both directions.
 
 A `Target` pairs one transformers class (MegaForCausalLM, ...) with one fairseq model kind and
-knows: why a fairseq model cannot be expressed by the class (`problems`), the extra config
-fields, the state-dict conversion both ways (through the name table in `hf_names`), the fairseq
-options that rebuild the model on import, and how to get comparable outputs from each side
-for verification.  `mega-export-hf` and `mega-import-hf` only orchestrate these.
+knows: why a fairseq model cannot be expressed by the class (`problems`), its transformers config
+(`make_config`), the state-dict conversion both ways (`to_hf`, `from_hf`, through the name table
+in `hf_names`), the fairseq options that rebuild the model on import (`fairseq_options`,
+`prepare_import`), and how to get comparable outputs from each side for verification
+(`fairseq_outputs`, `hf_outputs`).  `mega-export-hf` and `mega-import-hf` only orchestrate these.
+
+| target | fairseq model | transformers class |
+|---|---|---|
+| `CausalLMTarget` | `mega_lm` | `MegaForCausalLM` |
+| `MaskedLMTarget` | `mega_encoder` (its LM head) | `MegaForMaskedLM` |
+| `EncoderHeadTarget` | `mega_encoder` (one named head; kinds from `models.heads.HEAD_KINDS`) | the kind's `hf_class` |
+| `TranslationTarget` | `mega` (translation) | `EncoderDecoderModel` of two `MegaModel`s |
 """
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
+from torch import Tensor, nn
 
+from ..models.heads import HEAD_KINDS, HeadKind, head_spec
+from ..modules import MegaLayerConfig, MegaStack
+from .common import decoder_inputs, hf_token_types_for_probe, task_dictionary
 from .hf_names import (
-    ENCODER_HEAD_KEYS,
     encoder_hf_config_kwargs,
     encoder_state_dict_from_hf,
     encoder_state_dict_to_hf,
@@ -22,9 +32,10 @@ from .hf_names import (
     stack_state_dict_to_hf,
     to_hf_config_kwargs,
 )
-from ..modules import MegaStack
 
 EXPORTABLE_LM_PRESET = "mega_lm_hf"
+EXPORTABLE_ENCODER_PRESET = "mega_base"
+StateDict = Dict[str, Tensor]
 
 
 def stack_problems(stack: MegaStack, decoder: bool, preset: Optional[str]) -> List[str]:
@@ -74,6 +85,7 @@ def layer_options_from_hf(hf_config) -> Dict[str, Any]:
     }
 
 
+# options: size fields rebuilt here; see models/options.py
 def size_options_from_hf(hf_config, side: str) -> Dict[str, int]:
     """`{side}_layers`, `{side}_embed_dim`, ... from an HF config."""
     return {
@@ -87,26 +99,60 @@ def size_options_from_hf(hf_config, side: str) -> Dict[str, int]:
     }
 
 
-@dataclass
 class Target:
+    """One transformers class <-> one fairseq model kind (subclasses fill in every method)."""
+
     hf_class: str  # transformers class name
     fairseq_task: str  # the task an import's checkpoint names
-    problems: Callable  # (fairseq model) -> [reason, ...]
-    config_kwargs: Optional[Callable]  # (fairseq model, dictionary) -> MegaConfig kwargs (or make_config)
-    to_hf: Callable  # (fairseq model) -> HF state dict
-    from_hf: Callable  # (HF state dict, hf_config, layer cfg, fairseq model) -> fairseq model state dict
-    fairseq_options: Callable  # (hf_config) -> (arch, {option: value}) rebuilding the model (import)
-    fairseq_outputs: Callable  # (fairseq model, tokens) -> tensor to compare
-    hf_outputs: Callable  # (HF model, tokens) -> tensor to compare
-    layer_cfg: Callable  # (fairseq model) -> MegaLayerConfig
-    prepare_import: Optional[Callable] = None  # (fairseq model, hf_config): register the head an import fills
-    make_config: Optional[Callable] = None  # (fairseq model, task) -> a transformers config other than MegaConfig(**config_kwargs)
+
+    def problems(self, model: nn.Module) -> List[str]:
+        """Why `hf_class` cannot hold the fairseq `model` exactly (empty: it can)."""
+        raise NotImplementedError
+
+    def make_config(self, model: nn.Module, task):
+        """The transformers config of `hf_class` describing `model` (trained on `task`'s dictionaries)."""
+        from transformers import MegaConfig
+
+        dictionary = task_dictionary(task)
+        return MegaConfig(**self.config_kwargs(model, dictionary), bos_token_id=dictionary.bos(), eos_token_id=dictionary.eos())
+
+    def config_kwargs(self, model: nn.Module, dictionary) -> dict:
+        """`MegaConfig` kwargs describing `model` with `dictionary` (targets whose config is a MegaConfig)."""
+        raise NotImplementedError
+
+    def to_hf(self, model: nn.Module) -> StateDict:
+        """The fairseq model's weights under `hf_class`'s keys."""
+        raise NotImplementedError
+
+    def from_hf(self, hf_state: StateDict, model: nn.Module) -> StateDict:
+        """`hf_class` weights -> a state dict that `model` (built by `fairseq_options`) loads strictly."""
+        raise NotImplementedError
+
+    def fairseq_options(self, hf_config) -> Tuple[str, Dict[str, Any]]:
+        """(arch, {option: value}) rebuilding the model of `hf_config` (import); ValueError where there is none."""
+        raise NotImplementedError
+
+    def prepare_import(self, model: nn.Module, hf_config) -> None:
+        """Adds to a freshly built `model` what `from_hf` fills beyond the options (e.g. the imported head)."""
+
+    def fairseq_outputs(self, model: nn.Module, tokens: Tensor) -> Tensor:
+        """The fairseq model's output on probe `tokens` (B, T), comparable with `hf_outputs`."""
+        raise NotImplementedError
+
+    def hf_outputs(self, hf: nn.Module, tokens: Tensor) -> Tensor:
+        """The transformers model's output on probe `tokens` (B, T), comparable with `fairseq_outputs`."""
+        raise NotImplementedError
+
+    def layer_cfg(self, model: nn.Module) -> MegaLayerConfig:
+        """The layer configuration the probe inputs and the model card describe."""
+        raise NotImplementedError
 
 
 # ---------------------------------------------------------------- causal LM (mega_lm <-> MegaForCausalLM)
 
 
-def _lm_problems_of(decoder, preset: Optional[str], cross_attention_ok: bool = False) -> List[str]:
+def lm_problems(decoder, preset: Optional[str], cross_attention_ok: bool = False) -> List[str]:
+    """Why a `MegaDecoder` is not a `MegaForCausalLM` (empty: it is)."""
     problems = stack_problems(decoder.stack, decoder=True, preset=preset)
     if decoder.adaptive_softmax is not None:
         problems.append("adaptive softmax cannot be expressed by HF Mega")
@@ -115,141 +161,94 @@ def _lm_problems_of(decoder, preset: Optional[str], cross_attention_ok: bool = F
     return problems
 
 
-def _lm_config_of(decoder, dictionary) -> dict:
+def lm_config_kwargs(decoder, dictionary) -> dict:
+    """`MegaConfig` kwargs of a `MegaDecoder` as a causal LM."""
     kwargs = to_hf_config_kwargs(decoder.stack.cfg, len(decoder.stack.layers), len(dictionary), dictionary.pad())
     tied = decoder.output_projection.weight is decoder.stack.embed_tokens.weight
     kwargs.update(add_lm_hidden_dense_layer=False, tie_word_embeddings=tied, use_cache=True)
     return kwargs
 
 
-def _lm_problems(model) -> List[str]:
-    return _lm_problems_of(model.decoder, EXPORTABLE_LM_PRESET)
+class CausalLMTarget(Target):
+    """`mega_lm` <-> `MegaForCausalLM`."""
 
+    hf_class = "MegaForCausalLM"
+    fairseq_task = "language_modeling"
 
-def _lm_config(model, dictionary) -> dict:
-    return _lm_config_of(model.decoder, dictionary)
+    def problems(self, model) -> List[str]:
+        return lm_problems(model.decoder, EXPORTABLE_LM_PRESET)
 
+    def config_kwargs(self, model, dictionary) -> dict:
+        return lm_config_kwargs(model.decoder, dictionary)
 
-def _lm_options(hf_config) -> Tuple[str, Dict[str, Any]]:
-    problems = []
-    if hf_config.add_token_type_embeddings:
-        problems.append("token-type embeddings: mega_lm has none (add_token_type_embeddings=False)")
-    if getattr(hf_config, "add_lm_hidden_dense_layer", False):
-        problems.append("add_lm_hidden_dense_layer=True (MegaConfig's default): mega_lm's output layer has no dense+tanh before the projection")
-    if not hf_config.is_decoder or hf_config.bidirectional:
-        problems.append("a MegaForCausalLM import needs is_decoder=True and bidirectional=False (a causal model)")
-    if problems:
-        raise ValueError("; ".join(problems))
-    positions = hf_config.max_positions
-    options = {**size_options_from_hf(hf_config, "decoder"), **layer_options_from_hf(hf_config)}
-    options.update(
-        no_final_norm=True, no_scale_embedding=True, normalize_embedding=False, output_bias=True,
-        share_decoder_input_output_embed=bool(hf_config.tie_word_embeddings),
-        max_target_positions=positions, tokens_per_sample=min(positions, 1024),
-    )
-    return EXPORTABLE_LM_PRESET, options
+    def to_hf(self, model) -> StateDict:
+        return lm_state_dict_to_hf(model.decoder.state_dict(), model.decoder.stack.cfg)
 
+    def from_hf(self, hf_state, model) -> StateDict:
+        return {"decoder." + k: v for k, v in lm_state_dict_from_hf(hf_state, self.layer_cfg(model)).items()}
 
-def _lm_logits(model, tokens):
-    return model(tokens)[0]
+    def fairseq_options(self, hf_config) -> Tuple[str, Dict[str, Any]]:
+        problems = []
+        if hf_config.add_token_type_embeddings:
+            problems.append("token-type embeddings: mega_lm has none (add_token_type_embeddings=False)")
+        if getattr(hf_config, "add_lm_hidden_dense_layer", False):
+            problems.append("add_lm_hidden_dense_layer=True (MegaConfig's default): mega_lm's output layer has no dense+tanh before the projection")
+        if not hf_config.is_decoder or hf_config.bidirectional:
+            problems.append("a MegaForCausalLM import needs is_decoder=True and bidirectional=False (a causal model)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        positions = hf_config.max_positions
+        options = {**size_options_from_hf(hf_config, "decoder"), **layer_options_from_hf(hf_config)}
+        options.update(
+            no_final_norm=True, no_scale_embedding=True, normalize_embedding=False, output_bias=True,
+            share_decoder_input_output_embed=bool(hf_config.tie_word_embeddings),
+            max_target_positions=positions, tokens_per_sample=min(positions, 1024),
+        )
+        return EXPORTABLE_LM_PRESET, options
 
+    def fairseq_outputs(self, model, tokens) -> Tensor:
+        return model(tokens)[0]
 
-def _hf_lm_logits(hf, tokens):
-    return hf(tokens, use_cache=False).logits
+    def hf_outputs(self, hf, tokens) -> Tensor:
+        return hf(tokens, use_cache=False).logits
 
+    def layer_cfg(self, model) -> MegaLayerConfig:
+        return model.decoder.stack.cfg
 
-CAUSAL_LM = Target(
-    hf_class="MegaForCausalLM",
-    fairseq_task="language_modeling",
-    problems=_lm_problems,
-    config_kwargs=_lm_config,
-    to_hf=lambda model: lm_state_dict_to_hf(model.decoder.state_dict(), model.decoder.stack.cfg),
-    from_hf=lambda state, hf_config, cfg, model=None: {"decoder." + k: v for k, v in lm_state_dict_from_hf(state, cfg).items()},
-    fairseq_options=_lm_options,
-    fairseq_outputs=_lm_logits,
-    hf_outputs=_hf_lm_logits,
-    layer_cfg=lambda model: model.decoder.stack.cfg,
-)
 
 # ---------------------------------------------------------------- encoder heads (mega_encoder <-> MegaForMaskedLM, ...)
 
-EXPORTABLE_ENCODER_PRESET = "mega_base"
-# head kind -> the head name an import gives it: the default --classification-head-name of the task that uses it
-IMPORTED_HEAD_NAMES = {
-    "classification": "sentence_classification_head",  # sentence_prediction
-    "multiple_choice": "sentence_classification_head",  # sentence_ranking
-    "token_classification": "token_classification_head",  # mega_token_classification
-    "question_answering": "question_answering_head",  # mega_extractive_qa
-    "pooler": "pooler",
-}
 
+class MaskedLMTarget(Target):
+    """`mega_encoder`'s body and masked-LM head <-> `MegaForMaskedLM`."""
 
-def _encoder_problems(kind: str, head_name: Optional[str]):
-    def problems(model) -> List[str]:
-        found = stack_problems(model.encoder.stack, decoder=False, preset=EXPORTABLE_ENCODER_PRESET)
-        if kind == "masked_lm":
-            return found
-        head = model.classification_heads[head_name]
-        if kind in ("classification", "multiple_choice", "pooler") and str(model.cfg.pooler_activation_fn) != "tanh":
-            found.append(f"--pooler-activation-fn {model.cfg.pooler_activation_fn}: HF's pooler and classification head use tanh")
-        if kind == "classification" and head.dense.out_features != model.embed_dim:
-            found.append(f"classification head inner dim {head.dense.out_features}: HF's classification head is D x D ({model.embed_dim})")
-        return found
+    hf_class = "MegaForMaskedLM"
+    fairseq_task = "masked_lm"
+    kind = "masked_lm"  # the kind name in `hf_names.ENCODER_HEAD_KEYS`
+    head_name: Optional[str] = None
 
-    return problems
+    def problems(self, model) -> List[str]:
+        return stack_problems(model.encoder.stack, decoder=False, preset=EXPORTABLE_ENCODER_PRESET)
 
+    def head_sizes(self, model) -> Dict[str, int]:
+        """HF config kwargs that size the head (num_labels)."""
+        return {}
 
-def _encoder_config(kind: str, head_name: Optional[str]):
-    def config_kwargs(model, dictionary) -> dict:
+    def config_kwargs(self, model, dictionary) -> dict:
         stack = model.encoder.stack
         kwargs = to_hf_config_kwargs(stack.cfg, len(stack.layers), len(dictionary), dictionary.pad(), model.type_vocab_size)
-        heads = model.classification_heads
-        sizes = {}
-        if kind == "classification":
-            sizes["num_labels"] = heads[head_name].out_proj.out_features
-        elif kind == "token_classification":
-            sizes["num_labels"] = heads[head_name].classifier.out_features
         tied = model.lm_head.out_proj.weight is stack.embed_tokens.weight
-        kwargs.update(encoder_hf_config_kwargs(kind, lm_hidden_dense=model.lm_head.dense is not None, tied=tied,
-                                               classifier_dropout=model.cfg.pooler_dropout, **sizes))
-        if kind == "classification" and sizes["num_labels"] == 1:
-            kwargs["problem_type"] = "regression"
+        kwargs.update(encoder_hf_config_kwargs(self.kind, lm_hidden_dense=model.lm_head.dense is not None, tied=tied,
+                                               classifier_dropout=model.cfg.pooler_dropout, **self.head_sizes(model)))
         return kwargs
 
-    return config_kwargs
+    def to_hf(self, model) -> StateDict:
+        return encoder_state_dict_to_hf(model.state_dict(), model.encoder.stack.cfg, self.kind, self.head_name)
 
+    def from_hf(self, hf_state, model) -> StateDict:
+        return encoder_state_dict_from_hf(hf_state, self.layer_cfg(model), self.kind, self.head_name)
 
-def _encoder_outputs(kind: str, head_name: Optional[str]):
-    def fairseq_outputs(model, tokens):
-        if kind == "masked_lm":
-            return model(tokens)[0]
-        return model(tokens, classification_head_name=head_name)[0]
-
-    def hf_outputs(hf, tokens):
-        types = hf_token_types_for_probe(hf, tokens)
-        if kind == "multiple_choice":  # HF scores (B, choices, T); one choice per sequence here
-            return hf(tokens.unsqueeze(1), token_type_ids=None if types is None else types.unsqueeze(1)).logits
-        out = hf(tokens, token_type_ids=types)
-        if kind == "question_answering":
-            return torch.stack([out.start_logits, out.end_logits], dim=-1)
-        if kind == "pooler":
-            return out.pooler_output
-        return out.logits
-
-    return fairseq_outputs, hf_outputs
-
-
-def hf_token_types_for_probe(hf, tokens):
-    """Segment ids as fairseq's mega_encoder derives them (0 up to the first </s>, 1 after)."""
-    if not hf.config.add_token_type_embeddings:
-        return None
-    from ..models.mega_encoder import segments_from_separator
-
-    return segments_from_separator(tokens, hf.config.eos_token_id).clamp_(max=hf.config.type_vocab_size - 1)
-
-
-def _encoder_options(kind: str):
-    def fairseq_options(hf_config) -> Tuple[str, Dict[str, Any]]:
+    def fairseq_options(self, hf_config) -> Tuple[str, Dict[str, Any]]:
         if hf_config.is_decoder or not hf_config.bidirectional:
             raise ValueError("an encoder class needs is_decoder=False and bidirectional=True")
         options = {**size_options_from_hf(hf_config, "encoder"), **layer_options_from_hf(hf_config)}
@@ -266,150 +265,150 @@ def _encoder_options(kind: str):
         )
         return EXPORTABLE_ENCODER_PRESET, options
 
-    return fairseq_options
+    def fairseq_outputs(self, model, tokens) -> Tensor:
+        return model(tokens)[0]
+
+    def hf_outputs(self, hf, tokens) -> Tensor:
+        return hf(tokens, token_type_ids=hf_token_types_for_probe(hf, tokens)).logits
+
+    def layer_cfg(self, model) -> MegaLayerConfig:
+        return model.encoder.stack.cfg
 
 
-def _register_imported_head(kind: str):
-    def prepare(model, hf_config):
-        name = IMPORTED_HEAD_NAMES[kind]
-        if kind == "classification":
-            model.register_classification_head(name, num_classes=hf_config.num_labels, head_type="classification")
-        elif kind == "multiple_choice":
-            model.register_classification_head(name, num_classes=1, head_type="multiple_choice")
-        elif kind == "token_classification":
-            model.register_token_classification_head(name, hf_config.num_labels)
-        elif kind == "question_answering":
-            if hf_config.num_labels != 2:
-                raise ValueError(f"MegaForQuestionAnswering with num_labels={hf_config.num_labels}: a span head has 2 outputs (start, end)")
-            model.register_question_answering_head(name)
-        elif kind == "pooler":
-            model.register_pooler_head(name)
-        return name
+class EncoderHeadTarget(MaskedLMTarget):
+    """`mega_encoder`'s body and its head `head_name` of registry kind `head` <-> `head.hf_class`
+    (the other heads and the masked-LM head are left out of the export; an import keeps a fresh LM head)."""
 
-    return prepare
+    def __init__(self, head: HeadKind, head_name: str):
+        self.head, self.kind, self.head_name = head, head.name, head_name
+        self.hf_class = head.hf_class
 
+    def problems(self, model) -> List[str]:
+        found = super().problems(model)
+        module = model.classification_heads[self.head_name]
+        if self.head.hf_tanh and str(model.cfg.pooler_activation_fn) != "tanh":
+            found.append(f"--pooler-activation-fn {model.cfg.pooler_activation_fn}: HF's pooler and classification head use tanh")
+        return found + self.head.hf_problems(module, model.embed_dim)
 
-def encoder_target(kind: str, head_name: Optional[str] = None) -> Target:
-    """The Target of an encoder head kind (`hf_names.ENCODER_HEAD_KEYS`) for head `head_name`."""
-    hf_class = ENCODER_HEAD_KEYS[kind][0]
-    fairseq_outputs, hf_outputs = _encoder_outputs(kind, head_name)
+    def head_sizes(self, model) -> Dict[str, int]:
+        if not isinstance(self.head.num_labels, str):
+            return {}
+        return {"num_labels": self.head.sizes(model.classification_heads[self.head_name])[self.head.num_labels]}
 
-    def from_hf(state, hf_config, cfg, model=None):
-        ours = encoder_state_dict_from_hf(state, cfg, kind, head_name)
-        if model is not None and kind != "masked_lm":  # HF's head classes have no LM head: keep the fresh one
-            ours.update({k: v for k, v in model.state_dict().items() if k.startswith("lm_head.") and k not in ours})
+    def config_kwargs(self, model, dictionary) -> dict:
+        kwargs = super().config_kwargs(model, dictionary)
+        kwargs.update(self.head.hf_config_extra(self.head.sizes(model.classification_heads[self.head_name])))
+        return kwargs
+
+    def from_hf(self, hf_state, model) -> StateDict:
+        ours = super().from_hf(hf_state, model)  # HF's head classes have no LM head: keep the fresh one
+        ours.update({k: v for k, v in model.state_dict().items() if k.startswith("lm_head.") and k not in ours})
         return ours
 
-    return Target(
-        hf_class=hf_class,
-        fairseq_task="masked_lm",
-        problems=_encoder_problems(kind, head_name),
-        config_kwargs=_encoder_config(kind, head_name),
-        to_hf=lambda model: encoder_state_dict_to_hf(model.state_dict(), model.encoder.stack.cfg, kind, head_name),
-        from_hf=from_hf,
-        fairseq_options=_encoder_options(kind),
-        fairseq_outputs=fairseq_outputs,
-        hf_outputs=hf_outputs,
-        layer_cfg=lambda model: model.encoder.stack.cfg,
-        prepare_import=None if kind == "masked_lm" else _register_imported_head(kind),
-    )
+    def prepare_import(self, model, hf_config) -> None:
+        """Registers the head under its task's default name, sized from `hf_config.num_labels`."""
+        labels, sizes = self.head.num_labels, {}
+        if isinstance(labels, str):
+            sizes[labels] = hf_config.num_labels
+        elif labels is not None and hf_config.num_labels != labels:
+            raise ValueError(f"{self.hf_class} with num_labels={hf_config.num_labels}: a {self.kind} head has {labels} outputs")
+        model.register_head(self.head_name, self.kind, **sizes)
+
+    def fairseq_outputs(self, model, tokens) -> Tensor:
+        return model(tokens, classification_head_name=self.head_name)[0]
+
+    def hf_outputs(self, hf, tokens) -> Tensor:
+        types = hf_token_types_for_probe(hf, tokens)
+        if self.head.hf_choices:  # HF scores (B, choices, T); one choice per sequence here
+            tokens, types = tokens.unsqueeze(1), None if types is None else types.unsqueeze(1)
+        return self.head.hf_output(hf(tokens, token_type_ids=types))
 
 
 # ---------------------------------------------------------------- translation (mega <-> EncoderDecoderModel)
 
 
-def _translation_problems(model) -> List[str]:
-    encoder_problems = stack_problems(model.encoder.stack, decoder=False, preset=None)
-    decoder_problems = _lm_problems_of(model.decoder, preset=None, cross_attention_ok=True)
-    return [f"encoder: {p}" for p in encoder_problems] + [f"decoder: {p}" for p in decoder_problems]
+class TranslationTarget(Target):
+    """`mega` (translation) <-> `EncoderDecoderModel` of a Mega encoder and a Mega causal decoder with cross-attention."""
+
+    hf_class = "EncoderDecoderModel"
+    fairseq_task = "translation"
+
+    def problems(self, model) -> List[str]:
+        encoder_problems = stack_problems(model.encoder.stack, decoder=False, preset=None)
+        decoder_problems = lm_problems(model.decoder, preset=None, cross_attention_ok=True)
+        return [f"encoder: {p}" for p in encoder_problems] + [f"decoder: {p}" for p in decoder_problems]
+
+    def make_config(self, model, task):
+        from transformers import EncoderDecoderConfig, MegaConfig
+
+        src, tgt = task.source_dictionary, task.target_dictionary
+        encoder_stack = model.encoder.stack
+        encoder = MegaConfig(**to_hf_config_kwargs(encoder_stack.cfg, len(encoder_stack.layers), len(src), src.pad()),
+                             bos_token_id=src.bos(), eos_token_id=src.eos())
+        decoder = MegaConfig(**lm_config_kwargs(model.decoder, tgt), bos_token_id=tgt.bos(), eos_token_id=tgt.eos())
+        config = EncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
+        # fairseq's decoder input starts with </s>: prev_output_tokens = [</s>, y_1, ..., y_{n-1}]
+        config.decoder_start_token_id, config.pad_token_id, config.eos_token_id = tgt.eos(), tgt.pad(), tgt.eos()
+        config.vocab_size = len(tgt)
+        config.tie_word_embeddings = False  # encoder and decoder weights are saved separately (shared ones as copies)
+        return config
+
+    def to_hf(self, model) -> StateDict:
+        stack = {k[len("encoder.stack."):]: v for k, v in model.state_dict().items() if k.startswith("encoder.stack.")}
+        out = {"encoder." + k: v.clone() for k, v in stack_state_dict_to_hf(stack, model.encoder.stack.cfg, prefix="").items()}
+        out.update({"decoder." + k: v.clone() for k, v in lm_state_dict_to_hf(model.decoder.state_dict(), model.decoder.stack.cfg).items()})
+        width = model.encoder.stack.cfg.embed_dim  # EncoderDecoderModel builds MegaModel with a pooler it never uses
+        out.update({"encoder.pooler.dense.weight": torch.zeros(width, width), "encoder.pooler.dense.bias": torch.zeros(width)})
+        return out
+
+    def from_hf(self, hf_state, model) -> StateDict:
+        out = {"encoder.stack." + k: v for k, v in stack_state_dict_from_hf(hf_state, model.encoder.stack.cfg, prefix="encoder.").items()}
+        decoder_state = {k[len("decoder."):]: v for k, v in hf_state.items() if k.startswith("decoder.")}
+        out.update({"decoder." + k: v for k, v in lm_state_dict_from_hf(decoder_state, model.decoder.stack.cfg).items()})
+        out["dictionary_digest"] = model.dictionary_digest  # fingerprints of the dictionaries the import writes
+        return out
+
+    def fairseq_options(self, hf_config) -> Tuple[str, Dict[str, Any]]:
+        encoder, decoder = hf_config.encoder, hf_config.decoder
+        if encoder.is_decoder or not encoder.bidirectional:
+            raise ValueError("the encoder must be bidirectional with is_decoder=False")
+        if not (decoder.is_decoder and decoder.add_cross_attention) or decoder.bidirectional:
+            raise ValueError("the decoder must be causal (is_decoder=True, bidirectional=False) with add_cross_attention=True")
+        if getattr(decoder, "add_lm_hidden_dense_layer", False) or decoder.add_token_type_embeddings or encoder.add_token_type_embeddings:
+            raise ValueError("token-type embeddings or an LM hidden dense layer: the mega translation model has neither")
+        layer_options = layer_options_from_hf(encoder)
+        differing = {k: (v, layer_options_from_hf(decoder)[k]) for k, v in layer_options.items() if layer_options_from_hf(decoder)[k] != v}
+        if differing:
+            raise ValueError(f"encoder and decoder layer settings differ ({differing}); the mega translation model shares them")
+        if decoder.max_positions < encoder.max_positions:
+            raise ValueError("the decoder's max_positions must cover the encoder's (its cross-attention bias spans both)")
+        options = {**size_options_from_hf(encoder, "encoder"), **size_options_from_hf(decoder, "decoder"), **layer_options}
+        options.update(
+            no_scale_embedding=True, normalize_embedding=False, no_final_norm=True, output_bias=True,
+            share_decoder_input_output_embed=bool(decoder.tie_word_embeddings), share_all_embeddings=False,
+            max_source_positions=encoder.max_positions, max_target_positions=decoder.max_positions,
+            source_lang="src", target_lang="tgt",
+        )
+        return "mega", options
+
+    def fairseq_outputs(self, model, tokens) -> Tensor:
+        return model(tokens, None, decoder_inputs(tokens))[0]
+
+    def hf_outputs(self, hf, tokens) -> Tensor:
+        return hf(input_ids=tokens, decoder_input_ids=decoder_inputs(tokens), use_cache=False).logits
+
+    def layer_cfg(self, model) -> MegaLayerConfig:
+        return model.encoder.stack.cfg
 
 
-def _translation_config(model, task):
-    from transformers import EncoderDecoderConfig, MegaConfig
+# ---------------------------------------------------------------- choosing a target
 
-    src, tgt = task.source_dictionary, task.target_dictionary
-    encoder_stack = model.encoder.stack
-    encoder = MegaConfig(**to_hf_config_kwargs(encoder_stack.cfg, len(encoder_stack.layers), len(src), src.pad()),
-                         bos_token_id=src.bos(), eos_token_id=src.eos())
-    decoder = MegaConfig(**_lm_config_of(model.decoder, tgt), bos_token_id=tgt.bos(), eos_token_id=tgt.eos())
-    config = EncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
-    # fairseq's decoder input starts with </s>: prev_output_tokens = [</s>, y_1, ..., y_{n-1}]
-    config.decoder_start_token_id, config.pad_token_id, config.eos_token_id = tgt.eos(), tgt.pad(), tgt.eos()
-    config.vocab_size = len(tgt)
-    config.tie_word_embeddings = False  # encoder and decoder weights are saved separately (shared ones as copies)
-    return config
-
-
-def _translation_to_hf(model) -> Dict[str, torch.Tensor]:
-    stack = {k[len("encoder.stack."):]: v for k, v in model.state_dict().items() if k.startswith("encoder.stack.")}
-    out = {"encoder." + k: v.clone() for k, v in stack_state_dict_to_hf(stack, model.encoder.stack.cfg, prefix="").items()}
-    out.update({"decoder." + k: v.clone() for k, v in lm_state_dict_to_hf(model.decoder.state_dict(), model.decoder.stack.cfg).items()})
-    width = model.encoder.stack.cfg.embed_dim  # EncoderDecoderModel builds MegaModel with a pooler it never uses
-    out.update({"encoder.pooler.dense.weight": torch.zeros(width, width), "encoder.pooler.dense.bias": torch.zeros(width)})
-    return out
-
-
-def _translation_options(hf_config) -> Tuple[str, Dict[str, Any]]:
-    encoder, decoder = hf_config.encoder, hf_config.decoder
-    if encoder.is_decoder or not encoder.bidirectional:
-        raise ValueError("the encoder must be bidirectional with is_decoder=False")
-    if not (decoder.is_decoder and decoder.add_cross_attention) or decoder.bidirectional:
-        raise ValueError("the decoder must be causal (is_decoder=True, bidirectional=False) with add_cross_attention=True")
-    if getattr(decoder, "add_lm_hidden_dense_layer", False) or decoder.add_token_type_embeddings or encoder.add_token_type_embeddings:
-        raise ValueError("token-type embeddings or an LM hidden dense layer: the mega translation model has neither")
-    layer_options = layer_options_from_hf(encoder)
-    differing = {k: (v, layer_options_from_hf(decoder)[k]) for k, v in layer_options.items() if layer_options_from_hf(decoder)[k] != v}
-    if differing:
-        raise ValueError(f"encoder and decoder layer settings differ ({differing}); the mega translation model shares them")
-    if decoder.max_positions < encoder.max_positions:
-        raise ValueError("the decoder's max_positions must cover the encoder's (its cross-attention bias spans both)")
-    options = {**size_options_from_hf(encoder, "encoder"), **size_options_from_hf(decoder, "decoder"), **layer_options}
-    options.update(
-        no_scale_embedding=True, normalize_embedding=False, no_final_norm=True, output_bias=True,
-        share_decoder_input_output_embed=bool(decoder.tie_word_embeddings), share_all_embeddings=False,
-        max_source_positions=encoder.max_positions, max_target_positions=decoder.max_positions,
-        source_lang="src", target_lang="tgt",
-    )
-    return "mega", options
-
-
-def _translation_from_hf(state, hf_config, cfg, model=None) -> Dict[str, torch.Tensor]:
-    out = {"encoder.stack." + k: v for k, v in stack_state_dict_from_hf(state, model.encoder.stack.cfg, prefix="encoder.").items()}
-    decoder_state = {k[len("decoder."):]: v for k, v in state.items() if k.startswith("decoder.")}
-    out.update({"decoder." + k: v for k, v in lm_state_dict_from_hf(decoder_state, model.decoder.stack.cfg).items()})
-    out["dictionary_digest"] = model.dictionary_digest  # fingerprints of the dictionaries the import writes
-    return out
-
-
-def decoder_inputs(tokens):
-    """fairseq's prev_output_tokens for a probe: </s> followed by all but the last token."""
-    prev = tokens.roll(1, dims=1)
-    prev[:, 0] = 2
-    return prev
-
-
-TRANSLATION = Target(
-    hf_class="EncoderDecoderModel",
-    fairseq_task="translation",
-    problems=_translation_problems,
-    config_kwargs=None,
-    to_hf=_translation_to_hf,
-    from_hf=_translation_from_hf,
-    fairseq_options=_translation_options,
-    fairseq_outputs=lambda model, tokens: model(tokens, None, decoder_inputs(tokens))[0],
-    hf_outputs=lambda hf, tokens: hf(input_ids=tokens, decoder_input_ids=decoder_inputs(tokens), use_cache=False).logits,
-    layer_cfg=lambda model: model.encoder.stack.cfg,
-    make_config=_translation_config,
-)
-
-
-HF_CLASS_TO_ENCODER_KIND = {hf_class: kind for kind, (hf_class, _, _) in ENCODER_HEAD_KEYS.items()}
+HF_CLASS_TO_HEAD_KIND = {kind.hf_class: kind for kind in HEAD_KINDS.values()}
 
 
 def target_for_fairseq_model(model, head: Optional[str] = None) -> Target:
     """The HF class a fairseq model exports to.  `head` picks one where a model has several: for a
     mega_encoder, "masked_lm" or the name of a registered head (default: its only head, else masked_lm)."""
-    from ..models.heads import head_spec
     from ..models.mega_encoder import MegaEncoderModel
     from ..models.mega_lm import MegaLanguageModel
     from ..models.mega_translation import MegaTranslationModel
@@ -417,30 +416,33 @@ def target_for_fairseq_model(model, head: Optional[str] = None) -> Target:
     if isinstance(model, MegaLanguageModel):
         if head not in (None, "causal_lm", "MegaForCausalLM"):
             raise ValueError(f"a mega_lm model exports only as MegaForCausalLM, not {head!r}")
-        return CAUSAL_LM
+        return CausalLMTarget()
     if isinstance(model, MegaTranslationModel):
         if head not in (None, "EncoderDecoderModel"):
             raise ValueError(f"a mega translation model exports only as EncoderDecoderModel, not {head!r}")
-        return TRANSLATION
+        return TranslationTarget()
     if isinstance(model, MegaEncoderModel):
         heads = list(model.classification_heads)
         if head is None:
             head = heads[0] if len(heads) == 1 else "masked_lm"
         if head in ("masked_lm", "MegaForMaskedLM"):
-            return encoder_target("masked_lm")
+            return MaskedLMTarget()
         if head not in model.classification_heads:
             raise ValueError(f"the model has no head {head!r}; choose --head masked_lm" + "".join(f" or {h}" for h in heads))
-        return encoder_target(head_spec(model.classification_heads[head])[0], head)
+        return EncoderHeadTarget(HEAD_KINDS[head_spec(model.classification_heads[head])[0]], head)
     raise ValueError(f"no HuggingFace export for {type(model).__name__} models yet")
 
 
 def target_for_hf_class(name: str) -> Target:
-    if name == CAUSAL_LM.hf_class:
-        return CAUSAL_LM
-    if name == TRANSLATION.hf_class:
-        return TRANSLATION
-    if name in HF_CLASS_TO_ENCODER_KIND:
-        kind = HF_CLASS_TO_ENCODER_KIND[name]
-        return encoder_target(kind, None if kind == "masked_lm" else IMPORTED_HEAD_NAMES[kind])
-    importable = sorted([CAUSAL_LM.hf_class, TRANSLATION.hf_class, *HF_CLASS_TO_ENCODER_KIND])
+    """The target importing transformers class `name`; a head class's head gets its task's default name."""
+    if name == CausalLMTarget.hf_class:
+        return CausalLMTarget()
+    if name == TranslationTarget.hf_class:
+        return TranslationTarget()
+    if name == MaskedLMTarget.hf_class:
+        return MaskedLMTarget()
+    if name in HF_CLASS_TO_HEAD_KIND:
+        kind = HF_CLASS_TO_HEAD_KIND[name]
+        return EncoderHeadTarget(kind, kind.default_name)
+    importable = sorted([CausalLMTarget.hf_class, TranslationTarget.hf_class, MaskedLMTarget.hf_class, *HF_CLASS_TO_HEAD_KIND])
     raise ValueError(f"no fairseq counterpart for transformers class {name!r}; importable: {', '.join(importable)}")

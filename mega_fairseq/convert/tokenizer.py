@@ -22,19 +22,17 @@ import tempfile
 from pathlib import Path
 from typing import List, Tuple
 
+from .common import ConversionError
+
 FAIRSEQ_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
 UNUSED_SCORE = -1e4  # dictionary-only symbols (fairseq's madeupword padding): never chosen by segmentation
-
-
-class TokenizerExportError(ValueError):
-    pass
 
 
 def dictionary_symbols(dictionary) -> List[str]:
     """The dictionary's symbols after the four specials, without a trailing <mask> (XLM-R adds its own)."""
     specials = tuple(dictionary.symbols[:4])
     if specials != FAIRSEQ_SPECIALS or dictionary.nspecial != 4:
-        raise TokenizerExportError(
+        raise ConversionError(
             f"the dictionary starts with {specials} (nspecial {dictionary.nspecial}); a transformers tokenizer with "
             f"matching ids needs fairseq's default specials {FAIRSEQ_SPECIALS}"
         )
@@ -42,7 +40,7 @@ def dictionary_symbols(dictionary) -> List[str]:
     if symbols and symbols[-1] == "<mask>":
         symbols.pop()
     if "<mask>" in symbols:
-        raise TokenizerExportError("<mask> must be the dictionary's last symbol (as fairseq's masked_lm task adds it)")
+        raise ConversionError("<mask> must be the dictionary's last symbol (as fairseq's masked_lm task adds it)")
     return symbols
 
 
@@ -56,7 +54,7 @@ def reordered_spm_model(spm_path: str, symbols: List[str]) -> Tuple[bytes, int, 
     proto = model_pb2.ModelProto()
     proto.ParseFromString(Path(spm_path).read_bytes())
     if proto.trainer_spec.model_type != model_pb2.TrainerSpec.UNIGRAM:
-        raise TokenizerExportError(f"{spm_path} is not a unigram sentencepiece model; only unigram models are exported")
+        raise ConversionError(f"{spm_path} is not a unigram sentencepiece model; only unigram models are exported")
     pieces = {p.piece: p for p in proto.pieces}
     Piece = model_pb2.ModelProto.SentencePiece
     new_pieces = [
@@ -85,13 +83,13 @@ def save_tokenizer(spm_path: str, dictionary, out_dir: str, model_max_length: in
     from transformers import XLMRobertaTokenizer, XLMRobertaTokenizerFast
 
     if not Path(spm_path).is_file():
-        raise TokenizerExportError(f"sentencepiece model {spm_path} does not exist")
+        raise ConversionError(f"sentencepiece model {spm_path} does not exist")
     symbols = dictionary_symbols(dictionary)
     model_bytes, left_out, not_pieces = reordered_spm_model(spm_path, symbols)
     real_symbols = [s for s in symbols if not s.startswith("madeupword")]
     missing = [s for s in not_pieces if not s.startswith("madeupword")]
     if len(missing) > len(real_symbols) // 2:
-        raise TokenizerExportError(
+        raise ConversionError(
             f"{len(missing)} of {len(real_symbols)} dictionary symbols (e.g. {missing[:5]}) are not pieces of {spm_path}: "
             "pass the sentencepiece model the data was encoded with"
         )

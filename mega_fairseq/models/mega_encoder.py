@@ -2,8 +2,8 @@
 
 It has RoBERTa's interface, so fairseq's own `masked_lm`, `sentence_prediction` (classification
 and `--regression-target`) and `sentence_ranking` tasks and criterions drive it unchanged, and
-every head has the exact structure of a transformers Mega class (see `heads.py`; names in
-`hf_names.ENCODER_HEAD_KEYS`).
+every head has the exact structure of a transformers Mega class (see `heads.py`, whose
+`HEAD_KINDS` registry also names their transformers parameters).
 
 Presets: `mega_base` = transformers' `MegaConfig()` defaults (exportable structure: no embedding
 scale, no embedding norm, no final norm, tied LM output with a dense + tanh layer),
@@ -31,19 +31,9 @@ from fairseq.utils import safe_getattr
 from torch import Tensor, nn
 
 from ..modules.config import NORM_TYPES
+from ..modules.relative_position import recenter_simple_bias
 from .encoder import MegaEncoder
-from .heads import (
-    HEAD_KINDS,
-    POOLER_ACTIVATIONS,
-    MaskedLMHead,
-    MegaPooler,
-    MultipleChoiceHead,
-    QuestionAnsweringHead,
-    SequenceClassificationHead,
-    TokenClassificationHead,
-    head_spec,
-    head_spec_from_state_dict,
-)
+from .heads import POOLER_ACTIVATIONS, MaskedLMHead, head_kind, head_spec, head_spec_from_state_dict
 from .options import MegaEncoderSizes, MegaLayerOptions, set_defaults
 
 logger = logging.getLogger(__name__)
@@ -189,43 +179,28 @@ class MegaEncoderModel(FairseqEncoderModel):
         if head_type == "multiple_choice":
             if num_classes not in (None, 1):
                 raise ValueError(f"a multiple-choice head scores one choice at a time (num_classes=1), got num_classes={num_classes}")
-            return self._register(name, "multiple_choice")
+            return self.register_head(name, "multiple_choice")
         if head_type != "classification":
             raise ValueError(f"unknown head_type {head_type!r} for a sentence head; choose 'classification' or 'multiple_choice'")
-        if not num_classes or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive number of classes (1 for regression), got {num_classes}")
-        return self._register(name, "classification", num_classes=num_classes, inner_dim=inner_dim or self.embed_dim)
+        return self.register_head(name, "classification", num_classes=num_classes, inner_dim=inner_dim or self.embed_dim)
 
     def register_token_classification_head(self, name: str, num_labels: int):
         """Per-token labels -> (B, T, num_labels) (HF MegaForTokenClassification)."""
-        if not num_labels or num_labels < 1:
-            raise ValueError(f"num_labels must be a positive number of labels, got {num_labels}")
-        return self._register(name, "token_classification", num_labels=num_labels)
+        return self.register_head(name, "token_classification", num_labels=num_labels)
 
     def register_question_answering_head(self, name: str):
         """Span start/end logits -> (B, T, 2) (HF MegaForQuestionAnswering)."""
-        return self._register(name, "question_answering")
+        return self.register_head(name, "question_answering")
 
     def register_pooler_head(self, name: str):
         """Pooled first token dense + tanh -> (B, D) (HF MegaModel's pooler_output)."""
-        return self._register(name, "pooler")
+        return self.register_head(name, "pooler")
 
-    def _build_head(self, kind: str, **sizes) -> nn.Module:
-        D, dropout, act = self.embed_dim, self.cfg.pooler_dropout, str(self.cfg.pooler_activation_fn)
-        if kind == "classification":
-            return SequenceClassificationHead(D, sizes["num_classes"], sizes.get("inner_dim"), dropout, act)
-        if kind == "multiple_choice":
-            return MultipleChoiceHead(D, dropout, act)
-        if kind == "token_classification":
-            return TokenClassificationHead(D, sizes["num_labels"], dropout)
-        if kind == "question_answering":
-            return QuestionAnsweringHead(D)
-        if kind == "pooler":
-            return MegaPooler(D, act)
-        raise ValueError(f"unknown head kind {kind!r}; choose one of {', '.join(HEAD_KINDS)}")
-
-    def _register(self, name: str, kind: str, **sizes) -> nn.Module:
-        head = self._build_head(kind, **sizes).train(self.training)
+    def register_head(self, name: str, kind: str, **sizes) -> nn.Module:
+        """Registers (or replaces) head `name` of registry kind `kind` (`heads.HEAD_KINDS`) built with
+        `sizes` (e.g. num_labels=5) and this model's --pooler-dropout / --pooler-activation-fn."""
+        act = str(self.cfg.pooler_activation_fn)
+        head = head_kind(kind).build(self.embed_dim, self.cfg.pooler_dropout, act, **sizes).train(self.training)
         if name in self.classification_heads:
             old = head_spec(self.classification_heads[name])
             if old != head_spec(head):
@@ -251,7 +226,7 @@ class MegaEncoderModel(FairseqEncoderModel):
             spec = head_spec_from_state_dict(params)
             current = self.classification_heads[head_name] if head_name in self.classification_heads else None
             if current is None and safe_getattr(self.cfg, "load_checkpoint_heads", False):
-                self._register(head_name, spec[0], **spec[1])
+                self.register_head(head_name, spec[0], **spec[1])
                 continue
             if current is None or head_spec(current) != spec:
                 why = "not present in the current model" if current is None else f"of another shape ({spec} vs {head_spec(current)})"
@@ -274,12 +249,8 @@ class MegaEncoderModel(FairseqEncoderModel):
             target = own.get(key[len(prefix) :])
             if target is None or target.shape == value.shape:
                 continue
-            old_center, new_center = (value.numel() - 1) // 2, (target.numel() - 1) // 2
-            radius = min(old_center, new_center)
-            resized = value.new_zeros(target.shape)
-            resized[new_center - radius : new_center + radius + 1] = value[old_center - radius : old_center + radius + 1]
             logger.info(f"re-centring {key} from {value.numel()} to {target.numel()} offsets (max_positions changed)")
-            state_dict[key] = resized
+            state_dict[key] = recenter_simple_bias(value, target.numel()).view(target.shape)
 
 
 @register_model_architecture("mega_encoder", "mega_base")

@@ -90,3 +90,19 @@ def build_relative_bias(kind: str, z_dim: int, max_positions: int) -> nn.Module:
     if kind == "rotary":
         return RotaryRelativePositionalBias(z_dim)
     raise ValueError(f"unknown rel_pos_bias {kind!r}; choose 'simple' or 'rotary'")
+
+
+def recenter_simple_bias(weight: Tensor, new_numel: int, center: int = None, new_center: int = None) -> Tensor:
+    """A simple relative bias vector re-laid out for another span: offsets -r..r are copied, the rest is zero.
+
+    `weight` (N,) holds the bias of offset o at index center + o (default center = (N - 1) // 2, the
+    layout of `SimpleRelativePositionalBias`: N = 2P - 1, offsets -(P-1)..P-1).  The result (new_numel,)
+    holds it at index new_center + o (default (new_numel - 1) // 2), for |o| <= r with
+    r = min(center, N - 1 - center, new_center, new_numel - 1 - new_center); other offsets are 0.
+    """
+    center = (weight.numel() - 1) // 2 if center is None else center
+    new_center = (new_numel - 1) // 2 if new_center is None else new_center
+    out = weight.new_zeros(new_numel)
+    radius = min(center, weight.numel() - 1 - center, new_center, new_numel - 1 - new_center)
+    out[new_center - radius : new_center + radius + 1] = weight[center - radius : center + radius + 1]
+    return out

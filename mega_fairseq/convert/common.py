@@ -1,0 +1,147 @@
+"""What every converter shares: dtypes, the output tolerance, the one conversion error, dictionaries,
+staged (atomic) directory writes, probe inputs and the key-pattern compiler of the name tables.
+
+Key patterns: a state-dict key with ``{field}`` placeholders, e.g. ``"layers.{i}.mega_layer.ema.{rest}"``.
+`compile_key_pattern` turns one into an anchored regex whose named groups are the fields (``{i}`` a
+layer index, ``{rest}`` any suffix, more fields by passing their regexes); `rename_key` applies a table
+of (pattern, pattern) pairs in either direction, first match wins.
+"""
+import contextlib
+import re
+import shutil
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+TOLERANCE = 1e-4  # max abs output difference a float32 conversion may show on the probe batch
+
+
+class ConversionError(ValueError):
+    """A model, checkpoint or directory that cannot be converted; the message says why and what to change."""
+
+
+# ---------------------------------------------------------------- key patterns
+KEY_FIELDS = {"i": r"\d+", "rest": r".+"}
+
+
+@lru_cache(maxsize=None)
+def _compile(pattern: str, fields: Tuple[Tuple[str, str], ...]) -> "re.Pattern":
+    regexes = dict(fields)
+    return re.compile(re.sub(r"\\\{(\w+)\\\}", lambda m: f"(?P<{m.group(1)}>{regexes[m.group(1)]})", re.escape(pattern)) + "$")
+
+
+def compile_key_pattern(pattern: str, fields: Mapping[str, str] = KEY_FIELDS) -> "re.Pattern":
+    """`pattern` with each ``{name}`` replaced by the named group ``(?P<name>fields[name])``, anchored at both ends."""
+    return _compile(pattern, tuple(sorted(fields.items())))
+
+
+def match_key(key: str, table: Sequence[Tuple[str, str]], reverse: bool = False,
+              fields: Mapping[str, str] = KEY_FIELDS) -> Optional[Tuple[str, Dict[str, str]]]:
+    """(target pattern, field values) of the first (source, target) pair of `table` whose source matches `key`
+    (with reverse=True the pairs are read as (target, source)); None if none does."""
+    for left, right in table:
+        source, target = (right, left) if reverse else (left, right)
+        match = compile_key_pattern(source, fields).match(key)
+        if match:
+            return target, match.groupdict()
+    return None
+
+
+def rename_key(key: str, table: Sequence[Tuple[str, str]], reverse: bool = False,
+               fields: Mapping[str, str] = KEY_FIELDS) -> Optional[str]:
+    """`key` renamed by the first matching pair of `table` (see `match_key`); None if none matches."""
+    found = match_key(key, table, reverse, fields)
+    return None if found is None else found[0].format(**found[1])
+
+
+# ---------------------------------------------------------------- dictionaries
+def build_dictionary(hf_dir: Path, vocab_size: int, file_name: str = "dict.txt"):
+    """fairseq Dictionary of exactly `vocab_size` entries: `hf_dir/file_name` if it exists (plus the <mask>
+    a masked LM's task adds), else a tokenizer's vocabulary in `hf_dir`, else placeholder symbols."""
+    from fairseq.data import Dictionary
+
+    dict_file = hf_dir / file_name
+    if dict_file.is_file():
+        dictionary = Dictionary.load(str(dict_file))
+        if len(dictionary) == vocab_size - 1:  # a masked LM's dictionary gains <mask> in the task
+            dictionary.add_symbol("<mask>")
+    else:
+        dictionary = Dictionary()
+        tokens = tokenizer_vocabulary(hf_dir)
+        for i in range(dictionary.nspecial, vocab_size):
+            symbol = tokens[i] if tokens and i < len(tokens) and tokens[i] else f"<hf_{i}>"
+            dictionary.add_symbol(symbol if symbol not in dictionary.indices else f"<hf_{i}>")
+    if len(dictionary) != vocab_size:
+        raise ConversionError(f"the dictionary has {len(dictionary)} entries but the model's vocab_size is {vocab_size}")
+    return dictionary
+
+
+def tokenizer_vocabulary(hf_dir: Path) -> List[str]:
+    """Tokens by id from a tokenizer in `hf_dir` if it uses fairseq's special layout, else []."""
+    if not (hf_dir / "tokenizer.json").is_file() and not (hf_dir / "tokenizer_config.json").is_file():
+        return []
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
+    except Exception:
+        return []
+    tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    return tokens if tokens[:4] == ["<s>", "<pad>", "</s>", "<unk>"] else []
+
+
+def task_dictionary(task):
+    """The dictionary of a single-vocabulary model's inputs: the task's source dictionary, else its target one."""
+    return task.source_dictionary if task.source_dictionary is not None else task.target_dictionary
+
+
+# ---------------------------------------------------------------- staged writes
+@contextlib.contextmanager
+def staging_dir(out: Path) -> Iterator[Path]:
+    """A temporary directory next to `out` (created with its parents), removed on exit: write there,
+    then move the finished files into place, so that a failure leaves nothing partial behind."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.tmp") as tmp_name:
+        yield Path(tmp_name)
+
+
+def move_into(tmp: Path, out: Path):
+    """Moves the files of `tmp` into `out` (created if needed), replacing same-named files."""
+    out.mkdir(parents=True, exist_ok=True)
+    for item in tmp.iterdir():
+        dest = out / item.name
+        if dest.exists():
+            dest.unlink()
+        shutil.move(str(item), str(dest))
+
+
+# ---------------------------------------------------------------- probe inputs
+def probe_tokens(cfg, dictionary, batch: int = 2) -> torch.Tensor:
+    """(batch, T) random ids spanning two chunks (or T = 32 tokens); an encoder's probe is a sentence pair `<s> A </s> B`."""
+    length = 2 * cfg.chunk_size if cfg.chunked else min(32, cfg.max_positions)
+    gen = torch.Generator().manual_seed(0)
+    tokens = torch.randint(dictionary.nspecial, len(dictionary), (batch, length), generator=gen)
+    if not cfg.causal and length >= 4:
+        tokens[:, 0], tokens[:, length // 2] = dictionary.bos(), dictionary.eos()
+    return tokens
+
+
+def hf_token_types_for_probe(hf, tokens: torch.Tensor) -> Optional[torch.Tensor]:
+    """(B, T) segment ids as fairseq's mega_encoder derives them (0 up to the first </s>, 1 after), or None
+    for a transformers model without token-type embeddings."""
+    if not hf.config.add_token_type_embeddings:
+        return None
+    from ..models.mega_encoder import segments_from_separator
+
+    return segments_from_separator(tokens, hf.config.eos_token_id).clamp_(max=hf.config.type_vocab_size - 1)
+
+
+def decoder_inputs(tokens: torch.Tensor) -> torch.Tensor:
+    """fairseq's prev_output_tokens for a probe (B, T): </s> followed by all but the last token."""
+    prev = tokens.roll(1, dims=1)
+    prev[:, 0] = 2
+    return prev
