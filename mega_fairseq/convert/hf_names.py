@@ -7,11 +7,11 @@ causal and masked LM heads here, every other encoder head through its entry in t
 name is mapped in exactly one place.
 """
 import re
+from functools import lru_cache
 from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from ..models.heads import HEAD_KINDS
 from ..modules.config import MegaLayerConfig
 from ..modules.relative_position import recenter_simple_bias
 from .common import rename_key
@@ -154,17 +154,31 @@ MASKED_LM_KEYS = ("MegaForMaskedLM", "mega.", [
     ("lm_head.dense.weight", "dense.weight"), ("lm_head.dense.bias", "dense.bias"),  # only with the hidden dense layer
     ("lm_head.out_proj.weight", "mlm_head.weight"), ("lm_head.out_proj.bias", "mlm_head.bias"),
 ])
-ENCODER_HEAD_KEYS: Dict[str, Tuple[str, str, List[Tuple[str, str]]]] = {
-    "masked_lm": MASKED_LM_KEYS,
-    **{name: (kind.hf_class, kind.hf_body_prefix, [(f"classification_heads.{{head}}.{ours}", theirs) for ours, theirs in kind.hf_keys])
-       for name, kind in HEAD_KINDS.items()},
-}
+
+
+@lru_cache(maxsize=None)
+def encoder_head_keys() -> Dict[str, Tuple[str, str, List[Tuple[str, str]]]]:
+    """ENCODER_HEAD_KEYS: the masked LM head's entry plus one per registry head kind."""
+    from ..models.heads import HEAD_KINDS  # here, not at the top: the stack tables above need torch only (bench_layers)
+
+    return {
+        "masked_lm": MASKED_LM_KEYS,
+        **{name: (kind.hf_class, kind.hf_body_prefix, [(f"classification_heads.{{head}}.{ours}", theirs) for ours, theirs in kind.hf_keys])
+           for name, kind in HEAD_KINDS.items()},
+    }
+
+
+def __getattr__(name: str):
+    if name == "ENCODER_HEAD_KEYS":  # built on first use (see encoder_head_keys)
+        return encoder_head_keys()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _encoder_head_table(kind: str, head_name: Optional[str]):
-    if kind not in ENCODER_HEAD_KEYS:
-        raise ValueError(f"unknown encoder head kind {kind!r}; choose one of {', '.join(ENCODER_HEAD_KEYS)}")
-    hf_class, body_prefix, keys = ENCODER_HEAD_KEYS[kind]
+    table = encoder_head_keys()
+    if kind not in table:
+        raise ValueError(f"unknown encoder head kind {kind!r}; choose one of {', '.join(table)}")
+    hf_class, body_prefix, keys = table[kind]
     if kind != "masked_lm" and not head_name:
         raise ValueError(f"a {kind} head needs head_name (its name in the model's classification_heads)")
     return hf_class, body_prefix, [(ours.format(head=head_name), theirs) for ours, theirs in keys]
@@ -173,6 +187,8 @@ def _encoder_head_table(kind: str, head_name: Optional[str]):
 def encoder_hf_config_kwargs(kind: str, num_labels: Optional[int] = None, lm_hidden_dense: bool = True, tied: bool = True, classifier_dropout: Optional[float] = None) -> dict:
     """Head-specific `transformers.MegaConfig` kwargs (add them to `to_hf_config_kwargs(...)`)."""
     kwargs = {"add_lm_hidden_dense_layer": lm_hidden_dense, "tie_word_embeddings": tied, "classifier_dropout": classifier_dropout}
+    from ..models.heads import HEAD_KINDS
+
     labels = None if kind == "masked_lm" else HEAD_KINDS[kind].num_labels
     if isinstance(labels, int):  # a fixed count (question answering: start, end)
         kwargs["num_labels"] = labels
