@@ -2,6 +2,7 @@
 model registers it, a checkpoint's parameters name it back, the exporter maps it to its transformers
 class (every parameter accounted for, outputs equal) and the importer maps that class back to it.  A new
 entry missing any of its pieces fails here."""
+
 from argparse import Namespace
 from types import SimpleNamespace
 

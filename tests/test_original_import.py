@@ -1,7 +1,7 @@
 """mega-import-original: checkpoints of the original facebookresearch/mega fork -> our models.
 
 The fork (fairseq 0.9) cannot run here, so fork-format checkpoints are made from our models by an
-inverse mapping written below independently of `original_import` (ours -> the fork's names and
+inverse mapping written below independently of `convert.original` (ours -> the fork's names and
 layouts), checked against the fork's parameter names listed per module.  Each checkpoint is imported
 and must give back every tensor exactly and the source model's outputs; the EMA variants and the simple
 bias are also checked against the fork's formulas computed directly from the fork-named tensors.

@@ -6,6 +6,7 @@ Key patterns: a state-dict key with ``{field}`` placeholders, e.g. ``"layers.{i}
 layer index, ``{rest}`` any suffix, more fields by passing their regexes); `rename_key` applies a table
 of (pattern, pattern) pairs in either direction, first match wins.
 """
+
 import contextlib
 import re
 import shutil
@@ -31,7 +32,9 @@ KEY_FIELDS = {"i": r"\d+", "rest": r".+"}
 @lru_cache(maxsize=None)
 def _compile(pattern: str, fields: Tuple[Tuple[str, str], ...]) -> "re.Pattern":
     regexes = dict(fields)
-    return re.compile(re.sub(r"\\\{(\w+)\\\}", lambda m: f"(?P<{m.group(1)}>{regexes[m.group(1)]})", re.escape(pattern)) + "$")
+    return re.compile(
+        re.sub(r"\\\{(\w+)\\\}", lambda m: f"(?P<{m.group(1)}>{regexes[m.group(1)]})", re.escape(pattern)) + "$"
+    )
 
 
 def compile_key_pattern(pattern: str, fields: Mapping[str, str] = KEY_FIELDS) -> "re.Pattern":
@@ -39,8 +42,9 @@ def compile_key_pattern(pattern: str, fields: Mapping[str, str] = KEY_FIELDS) ->
     return _compile(pattern, tuple(sorted(fields.items())))
 
 
-def match_key(key: str, table: Sequence[Tuple[str, str]], reverse: bool = False,
-              fields: Mapping[str, str] = KEY_FIELDS) -> Optional[Tuple[str, Dict[str, str]]]:
+def match_key(
+    key: str, table: Sequence[Tuple[str, str]], reverse: bool = False, fields: Mapping[str, str] = KEY_FIELDS
+) -> Optional[Tuple[str, Dict[str, str]]]:
     """(target pattern, field values) of the first (source, target) pair of `table` whose source matches `key`
     (with reverse=True the pairs are read as (target, source)); None if none does."""
     for left, right in table:
@@ -51,8 +55,9 @@ def match_key(key: str, table: Sequence[Tuple[str, str]], reverse: bool = False,
     return None
 
 
-def rename_key(key: str, table: Sequence[Tuple[str, str]], reverse: bool = False,
-               fields: Mapping[str, str] = KEY_FIELDS) -> Optional[str]:
+def rename_key(
+    key: str, table: Sequence[Tuple[str, str]], reverse: bool = False, fields: Mapping[str, str] = KEY_FIELDS
+) -> Optional[str]:
     """`key` renamed by the first matching pair of `table` (see `match_key`); None if none matches."""
     found = match_key(key, table, reverse, fields)
     return None if found is None else found[0].format(**found[1])
@@ -76,7 +81,9 @@ def build_dictionary(hf_dir: Path, vocab_size: int, file_name: str = "dict.txt")
             symbol = tokens[i] if tokens and i < len(tokens) and tokens[i] else f"<hf_{i}>"
             dictionary.add_symbol(symbol if symbol not in dictionary.indices else f"<hf_{i}>")
     if len(dictionary) != vocab_size:
-        raise ConversionError(f"the dictionary has {len(dictionary)} entries but the model's vocab_size is {vocab_size}")
+        raise ConversionError(
+            f"the dictionary has {len(dictionary)} entries but the model's vocab_size is {vocab_size}"
+        )
     return dictionary
 
 

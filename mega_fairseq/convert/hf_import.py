@@ -13,6 +13,7 @@ tokenizer's vocabulary, else placeholder symbols.  The checkpoint works with
 `fairseq-train --restore-file`, `fairseq-generate` and `fairseq-eval-lm` (pass your data-bin
 directory as usual; its dictionary must have the same size).  Nothing is written on failure.
 """
+
 import argparse
 import json
 import os
@@ -44,7 +45,9 @@ def read_hf_weights(hf_dir: Path) -> Dict[str, torch.Tensor]:
     raise ConversionError(f"{hf_dir} has neither model.safetensors nor pytorch_model.bin")
 
 
-def fairseq_setup(arch: str, options: Dict[str, Any], task_name: str, data_dir: str, task_options: Dict[str, Any] = None):
+def fairseq_setup(
+    arch: str, options: Dict[str, Any], task_name: str, data_dir: str, task_options: Dict[str, Any] = None
+):
     """(cfg, task, model) as fairseq-train builds them for `--arch arch` with `options` set on top
     (set on the parsed namespace, so that a preset's True cannot override an explicit False).
     `task_options` (e.g. --source-lang) are set the same way but belong to the task, not the model."""
@@ -61,7 +64,9 @@ def fairseq_setup(arch: str, options: Dict[str, Any], task_name: str, data_dir: 
     for name, value in {**(task_options or {}), **options}.items():
         setattr(args, name, value)
     cfg = convert_namespace_to_omegaconf(args)
-    lost = {name: value for name, value in options.items() if cfg.model.get(name, cfg.task.get(name, "<absent>")) != value}
+    lost = {
+        name: value for name, value in options.items() if cfg.model.get(name, cfg.task.get(name, "<absent>")) != value
+    }
     if lost:
         raise AssertionError(f"options did not reach the {arch} config: {lost}")
     task = tasks.setup_task(cfg.task)
@@ -78,7 +83,9 @@ def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "
 
     source = Path(hf_dir)
     if not (source / "config.json").is_file():
-        raise ConversionError(f"{source}/config.json does not exist: pass a directory written by save_pretrained or mega-export-hf")
+        raise ConversionError(
+            f"{source}/config.json does not exist: pass a directory written by save_pretrained or mega-export-hf"
+        )
     if dtype not in DTYPES:
         raise ConversionError(f"unknown dtype {dtype!r}; choose {', '.join(DTYPES)}")
     config_dict = json.loads((source / "config.json").read_text())
@@ -92,9 +99,13 @@ def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "
         hf_class = head or (hf_config.architectures or [None])[0]
         special_ids = hf_config
     else:
-        raise ConversionError(f"{source}/config.json describes model_type {model_type!r}, not 'mega' (or an encoder-decoder of Mega models)")
+        raise ConversionError(
+            f"{source}/config.json describes model_type {model_type!r}, not 'mega' (or an encoder-decoder of Mega models)"
+        )
     if hf_class is None:
-        raise ConversionError("config.json names no architecture: pass --head with the transformers class (e.g. MegaForCausalLM)")
+        raise ConversionError(
+            "config.json names no architecture: pass --head with the transformers class (e.g. MegaForCausalLM)"
+        )
     try:
         target = target_for_hf_class(hf_class)
         arch, options = target.fairseq_options(hf_config)
@@ -109,7 +120,10 @@ def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "
     if model_type == "encoder-decoder":
         dictionary = build_dictionary(source, hf_config.encoder.vocab_size)
         target_file = "dict.target.txt" if (source / "dict.target.txt").is_file() else "dict.txt"
-        dictionaries = {"dict.src.txt": dictionary, "dict.tgt.txt": build_dictionary(source, hf_config.decoder.vocab_size, target_file)}
+        dictionaries = {
+            "dict.src.txt": dictionary,
+            "dict.tgt.txt": build_dictionary(source, hf_config.decoder.vocab_size, target_file),
+        }
     else:
         dictionary = build_dictionary(source, hf_config.vocab_size)
         dictionaries = {"dict.txt": dictionary}
@@ -136,7 +150,9 @@ def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "
             except ValueError as err:
                 raise ConversionError(f"verification failed: {err}") from err
             if not max_diff <= TOLERANCE:
-                raise ConversionError(f"verification failed: the fairseq model's outputs differ from transformers' by {max_diff:.3g}; nothing written")
+                raise ConversionError(
+                    f"verification failed: the fairseq model's outputs differ from transformers' by {max_diff:.3g}; nothing written"
+                )
         cfg.task.data = str(out.parent.resolve())
         weights = {k: (v.to(DTYPES[dtype]) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
         checkpoint = checkpoint_dict(cfg, weights, hf_source={"dir": str(source.resolve()), "class": target.hf_class})
@@ -157,7 +173,14 @@ def checkpoint_dict(cfg, weights: Dict[str, torch.Tensor], **extra) -> Dict[str,
         "cfg": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
         "model": weights,
         "criterion": None,
-        "optimizer_history": [{"criterion_name": "CrossEntropyCriterion", "optimizer_name": "none", "lr_scheduler_state": {"best": None}, "num_updates": 0}],
+        "optimizer_history": [
+            {
+                "criterion_name": "CrossEntropyCriterion",
+                "optimizer_name": "none",
+                "lr_scheduler_state": {"best": None},
+                "num_updates": 0,
+            }
+        ],
         "task_state": {},
         "extra_state": {"train_iterator": {"epoch": 1, "iterations_in_epoch": 0}},  # training starts at epoch 1
         "last_optimizer_state": None,
@@ -170,7 +193,9 @@ def _encoder_decoder_config(source: Path, config_dict: dict):
 
     sides = {side: config_dict.get(side, {}).get("model_type") for side in ("encoder", "decoder")}
     if sides != {"encoder": "mega", "decoder": "mega"}:
-        raise ConversionError(f"{source} is an encoder-decoder of {sides}; only Mega encoder + Mega decoder models import")
+        raise ConversionError(
+            f"{source} is an encoder-decoder of {sides}; only Mega encoder + Mega decoder models import"
+        )
     return EncoderDecoderConfig.from_pretrained(str(source))
 
 
@@ -179,10 +204,16 @@ def load_exactly(model, state: Dict[str, torch.Tensor], source: Path):
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    shapes = [f"{k}: {tuple(state[k].shape)} vs expected {tuple(v.shape)}" for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    shapes = [
+        f"{k}: {tuple(state[k].shape)} vs expected {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if missing or unexpected or shapes:
         lines = [f"missing {missing}"] * bool(missing) + [f"unexpected {unexpected}"] * bool(unexpected) + shapes
-        raise ConversionError(f"the weights in {source} do not fit the model its config.json describes:\n  - " + "\n  - ".join(lines))
+        raise ConversionError(
+            f"the weights in {source} do not fit the model its config.json describes:\n  - " + "\n  - ".join(lines)
+        )
     model.load_state_dict(state, strict=True)
 
 
@@ -201,8 +232,10 @@ def main(argv=None):
     except ConversionError as err:
         print(f"mega-import-hf: error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out_checkpoint} and {Path(args.out_checkpoint).parent / 'dict.txt'}"
-          + ("" if diff != diff else f"; verified: max |output diff| {diff:.2e}"))
+    print(
+        f"wrote {args.out_checkpoint} and {Path(args.out_checkpoint).parent / 'dict.txt'}"
+        + ("" if diff != diff else f"; verified: max |output diff| {diff:.2e}")
+    )
     return 0
 
 

@@ -6,6 +6,7 @@ causal and masked LM heads here, every other encoder head through its entry in t
 (`models.heads.HEAD_KINDS`).  Export, import and the equivalence tests all go through here, so a
 name is mapped in exactly one place.
 """
+
 import re
 from functools import lru_cache
 from typing import Dict, List, Optional, Tuple
@@ -61,7 +62,9 @@ def _translate(key: str, to_hf: bool) -> Optional[str]:
     return rename_key(key, STATE_DICT_KEYS, reverse=not to_hf)
 
 
-def to_hf_config_kwargs(cfg: MegaLayerConfig, num_layers: int, vocab_size: int, pad_token_id: int, type_vocab_size: int = 0) -> dict:
+def to_hf_config_kwargs(
+    cfg: MegaLayerConfig, num_layers: int, vocab_size: int, pad_token_id: int, type_vocab_size: int = 0
+) -> dict:
     """kwargs for `transformers.MegaConfig` describing the same layers as `cfg`."""
     kwargs = {theirs: getattr(cfg, ours) for ours, theirs in CONFIG_FIELDS}
     kwargs.update(
@@ -83,7 +86,9 @@ def _hf_simple_bias_center(cfg: MegaLayerConfig) -> int:
     return (cfg.chunk_size if cfg.chunked else cfg.max_positions) - 1
 
 
-def stack_state_dict_to_hf(state_dict: Dict[str, torch.Tensor], cfg: MegaLayerConfig, prefix: str = "mega.") -> Dict[str, torch.Tensor]:
+def stack_state_dict_to_hf(
+    state_dict: Dict[str, torch.Tensor], cfg: MegaLayerConfig, prefix: str = "mega."
+) -> Dict[str, torch.Tensor]:
     """`MegaStack.state_dict()` -> `MegaModel` keys (under `prefix`)."""
     hf_center = _hf_simple_bias_center(cfg)
     out = {}
@@ -100,7 +105,9 @@ def stack_state_dict_to_hf(state_dict: Dict[str, torch.Tensor], cfg: MegaLayerCo
     return out
 
 
-def stack_state_dict_from_hf(hf_state_dict: Dict[str, torch.Tensor], cfg: MegaLayerConfig, prefix: str = "mega.") -> Dict[str, torch.Tensor]:
+def stack_state_dict_from_hf(
+    hf_state_dict: Dict[str, torch.Tensor], cfg: MegaLayerConfig, prefix: str = "mega."
+) -> Dict[str, torch.Tensor]:
     """`MegaModel` keys (under `prefix`) -> `MegaStack` keys; other keys (heads) are ignored."""
     hf_center = _hf_simple_bias_center(cfg)
     out = {}
@@ -121,7 +128,9 @@ def stack_state_dict_from_hf(hf_state_dict: Dict[str, torch.Tensor], cfg: MegaLa
 LM_HEAD_KEYS = [("output_projection.weight", "lm_head.weight"), ("output_projection.bias", "lm_head.bias")]
 
 
-def lm_state_dict_to_hf(decoder_state_dict: Dict[str, torch.Tensor], cfg: MegaLayerConfig, stack_prefix: str = "stack.") -> Dict[str, torch.Tensor]:
+def lm_state_dict_to_hf(
+    decoder_state_dict: Dict[str, torch.Tensor], cfg: MegaLayerConfig, stack_prefix: str = "stack."
+) -> Dict[str, torch.Tensor]:
     """`MegaDecoder.state_dict()` (stack + output projection) -> `MegaForCausalLM` keys.
     A projection without bias is exported with a zero bias (HF's lm_head always has one)."""
     stack = {k[len(stack_prefix) :]: v for k, v in decoder_state_dict.items() if k.startswith(stack_prefix)}
@@ -134,7 +143,9 @@ def lm_state_dict_to_hf(decoder_state_dict: Dict[str, torch.Tensor], cfg: MegaLa
     return out
 
 
-def lm_state_dict_from_hf(hf_state_dict: Dict[str, torch.Tensor], cfg: MegaLayerConfig, stack_prefix: str = "stack.") -> Dict[str, torch.Tensor]:
+def lm_state_dict_from_hf(
+    hf_state_dict: Dict[str, torch.Tensor], cfg: MegaLayerConfig, stack_prefix: str = "stack."
+) -> Dict[str, torch.Tensor]:
     """`MegaForCausalLM` keys -> `MegaDecoder` keys (a tied lm_head.weight falls back to the word embeddings)."""
     out = {stack_prefix + k: v for k, v in stack_state_dict_from_hf(hf_state_dict, cfg, prefix="mega.").items()}
     for ours, theirs in LM_HEAD_KEYS:
@@ -150,10 +161,16 @@ def lm_state_dict_from_hf(hf_state_dict: Dict[str, torch.Tensor], cfg: MegaLayer
 # {head} is the head's name in `classification_heads`.  The masked LM head is declared here, every other
 # kind once in the head registry (models.heads.HEAD_KINDS); this dict is the view of both.
 ENCODER_STACK_PREFIX = "encoder.stack."
-MASKED_LM_KEYS = ("MegaForMaskedLM", "mega.", [
-    ("lm_head.dense.weight", "dense.weight"), ("lm_head.dense.bias", "dense.bias"),  # only with the hidden dense layer
-    ("lm_head.out_proj.weight", "mlm_head.weight"), ("lm_head.out_proj.bias", "mlm_head.bias"),
-])
+MASKED_LM_KEYS = (
+    "MegaForMaskedLM",
+    "mega.",
+    [
+        ("lm_head.dense.weight", "dense.weight"),
+        ("lm_head.dense.bias", "dense.bias"),  # only with the hidden dense layer
+        ("lm_head.out_proj.weight", "mlm_head.weight"),
+        ("lm_head.out_proj.bias", "mlm_head.bias"),
+    ],
+)
 
 
 @lru_cache(maxsize=None)
@@ -163,8 +180,14 @@ def encoder_head_keys() -> Dict[str, Tuple[str, str, List[Tuple[str, str]]]]:
 
     return {
         "masked_lm": MASKED_LM_KEYS,
-        **{name: (kind.hf_class, kind.hf_body_prefix, [(f"classification_heads.{{head}}.{ours}", theirs) for ours, theirs in kind.hf_keys])
-           for name, kind in HEAD_KINDS.items()},
+        **{
+            name: (
+                kind.hf_class,
+                kind.hf_body_prefix,
+                [(f"classification_heads.{{head}}.{ours}", theirs) for ours, theirs in kind.hf_keys],
+            )
+            for name, kind in HEAD_KINDS.items()
+        },
     }
 
 
@@ -184,9 +207,19 @@ def _encoder_head_table(kind: str, head_name: Optional[str]):
     return hf_class, body_prefix, [(ours.format(head=head_name), theirs) for ours, theirs in keys]
 
 
-def encoder_hf_config_kwargs(kind: str, num_labels: Optional[int] = None, lm_hidden_dense: bool = True, tied: bool = True, classifier_dropout: Optional[float] = None) -> dict:
+def encoder_hf_config_kwargs(
+    kind: str,
+    num_labels: Optional[int] = None,
+    lm_hidden_dense: bool = True,
+    tied: bool = True,
+    classifier_dropout: Optional[float] = None,
+) -> dict:
     """Head-specific `transformers.MegaConfig` kwargs (add them to `to_hf_config_kwargs(...)`)."""
-    kwargs = {"add_lm_hidden_dense_layer": lm_hidden_dense, "tie_word_embeddings": tied, "classifier_dropout": classifier_dropout}
+    kwargs = {
+        "add_lm_hidden_dense_layer": lm_hidden_dense,
+        "tie_word_embeddings": tied,
+        "classifier_dropout": classifier_dropout,
+    }
     from ..models.heads import HEAD_KINDS
 
     labels = None if kind == "masked_lm" else HEAD_KINDS[kind].num_labels
@@ -199,7 +232,9 @@ def encoder_hf_config_kwargs(kind: str, num_labels: Optional[int] = None, lm_hid
     return kwargs
 
 
-def encoder_state_dict_to_hf(state_dict: Dict[str, torch.Tensor], cfg: MegaLayerConfig, kind: str = "masked_lm", head_name: Optional[str] = None) -> Dict[str, torch.Tensor]:
+def encoder_state_dict_to_hf(
+    state_dict: Dict[str, torch.Tensor], cfg: MegaLayerConfig, kind: str = "masked_lm", head_name: Optional[str] = None
+) -> Dict[str, torch.Tensor]:
     """`MegaEncoderModel.state_dict()` -> the keys of the HF class of `kind` (ENCODER_HEAD_KEYS) for
     head `head_name`: the Mega body plus that one head (other heads and, for heads, the LM head are left out)."""
     hf_class, body_prefix, keys = _encoder_head_table(kind, head_name)
@@ -209,16 +244,25 @@ def encoder_state_dict_to_hf(state_dict: Dict[str, torch.Tensor], cfg: MegaLayer
         if ours in state_dict:
             out[theirs] = state_dict[ours]
         elif not ours.startswith("lm_head.dense."):
-            raise KeyError(f"{hf_class} needs {theirs!r}, but the model has no {ours!r} (is {head_name!r} a {kind} head?)")
+            raise KeyError(
+                f"{hf_class} needs {theirs!r}, but the model has no {ours!r} (is {head_name!r} a {kind} head?)"
+            )
     return out
 
 
-def encoder_state_dict_from_hf(hf_state_dict: Dict[str, torch.Tensor], cfg: MegaLayerConfig, kind: str = "masked_lm", head_name: Optional[str] = None) -> Dict[str, torch.Tensor]:
+def encoder_state_dict_from_hf(
+    hf_state_dict: Dict[str, torch.Tensor],
+    cfg: MegaLayerConfig,
+    kind: str = "masked_lm",
+    head_name: Optional[str] = None,
+) -> Dict[str, torch.Tensor]:
     """Keys of the HF class of `kind` -> `MegaEncoderModel` keys (body + that head; a tied mlm_head.weight
     falls back to the word embeddings).  For the other kinds the result has no `lm_head.*`: load it with
     strict=False into a model that keeps its own LM head."""
     _, body_prefix, keys = _encoder_head_table(kind, head_name)
-    out = {ENCODER_STACK_PREFIX + k: v for k, v in stack_state_dict_from_hf(hf_state_dict, cfg, prefix=body_prefix).items()}
+    out = {
+        ENCODER_STACK_PREFIX + k: v for k, v in stack_state_dict_from_hf(hf_state_dict, cfg, prefix=body_prefix).items()
+    }
     for ours, theirs in keys:
         if theirs in hf_state_dict:
             out[ours] = hf_state_dict[theirs]

@@ -21,6 +21,7 @@ EMA variants of the fork (a checkpoint does not record which code trained it):
       roles of alpha/delta swap, and the backward kernel's first tap k2[0] = sum_n gamma*sqrt(1/N)*p*beta
       (which our EMA applies to the current token) is subtracted from omega.
 """
+
 import argparse
 import math
 import os
@@ -51,7 +52,10 @@ LAYER_KEYS = [
     ("mega_layer.gamma", "mega_layer.qk_weight"),  # (2, z): query/key scales
     ("mega_layer.beta", "mega_layer.qk_bias"),  # (2, z): query/key offsets
     ("{blk}.rel_pos_bias.beta", "{blk}.rel_pos_bias.b_param"),  # rotary
-    ("{rest}", "{rest}"),  # v_proj, mx_proj, h_proj, rel_pos_bias.{alpha,rel_pos_bias}, cross_attn.{q,k,v,h}_proj, nffn.fc1/fc2
+    (
+        "{rest}",
+        "{rest}",
+    ),  # v_proj, mx_proj, h_proj, rel_pos_bias.{alpha,rel_pos_bias}, cross_attn.{q,k,v,h}_proj, nffn.fc1/fc2
 ]
 V2_SWAP = {"mega_layer.move.delta": "mega_layer.move.alpha", "mega_layer.move.alpha": "mega_layer.move.delta"}
 
@@ -66,21 +70,34 @@ STACK_KEYS = [
 
 # model kind -> (heads: [(original, ours)], stacks: [(original prefix, our prefix)])
 MODEL_KEYS = {
-    "lm": ([("decoder.output_projection.weight", "decoder.output_projection.weight"),
-            ("decoder.adaptive_softmax.{rest}", "decoder.adaptive_softmax.{rest}")],
-           [("decoder.", "decoder.stack.")]),
-    "translation": ([("decoder.output_projection.weight", "decoder.output_projection.weight")],
-                    [("encoder.", "encoder.stack."), ("decoder.", "decoder.stack.")]),
-    "lra": ([("classifier.{i}.0.{rest}", "classifier.{i}.{rest}"),  # Sequential(Linear, Dropout)
-             ("sentence_projection_layer.weight", "output_projection.weight")],
-            [("encoder.encoder.", "encoder.stack.")]),
+    "lm": (
+        [
+            ("decoder.output_projection.weight", "decoder.output_projection.weight"),
+            ("decoder.adaptive_softmax.{rest}", "decoder.adaptive_softmax.{rest}"),
+        ],
+        [("decoder.", "decoder.stack.")],
+    ),
+    "translation": (
+        [("decoder.output_projection.weight", "decoder.output_projection.weight")],
+        [("encoder.", "encoder.stack."), ("decoder.", "decoder.stack.")],
+    ),
+    "lra": (
+        [
+            ("classifier.{i}.0.{rest}", "classifier.{i}.{rest}"),  # Sequential(Linear, Dropout)
+            ("sentence_projection_layer.weight", "output_projection.weight"),
+        ],
+        [("encoder.encoder.", "encoder.stack.")],
+    ),
 }
 # Buffers that carry no trained value: dropped from the original, taken from our freshly built model.
 DERIVED = re.compile(r"(^|\.)(version|_float_tensor|dictionary_digest)$")
 
 # original arch -> our model kind and our model name; our preset of the same name is used when it exists
-ARCH_KINDS = [(re.compile(r"mega_lm.*$"), "lm", "mega_lm"), (re.compile(r"mega(_wmt_en_de.*)?$"), "translation", "mega"),
-              (re.compile(r"mega_lra_.*$"), "lra", "lra")]
+ARCH_KINDS = [
+    (re.compile(r"mega_lm.*$"), "lm", "mega_lm"),
+    (re.compile(r"mega(_wmt_en_de.*)?$"), "translation", "mega"),
+    (re.compile(r"mega_lra_.*$"), "lra", "lra"),
+]
 TASKS = {"lm": "language_modeling", "translation": "translation"}
 ACTIVATIONS = ("silu", "gelu", "relu", "tanh")
 # pattern fields of the tables above ({i} and {rest} as in common.KEY_FIELDS)
@@ -115,7 +132,7 @@ def translate_key(key: str, kind: str, variant: str = "v1", reverse: bool = Fals
     for original_prefix, our_prefix in stacks:
         source, target = (our_prefix, original_prefix) if reverse else (original_prefix, our_prefix)
         if key.startswith(source):
-            inner = _rename(key[len(source):], STACK_KEYS, reverse, _layer_table(variant))
+            inner = _rename(key[len(source) :], STACK_KEYS, reverse, _layer_table(variant))
             if inner is not None:
                 return target + inner
     return None
@@ -132,8 +149,10 @@ def model_kind(arch: str) -> Tuple[str, str]:
         if pattern.match(arch):
             return kind, model_name
     known = "mega_lm*, mega, mega_wmt_en_de*, mega_lra_*"
-    raise ConversionError(f"unknown original architecture {arch!r} (this importer knows {known}); "
-                       "if it is a variant of one of them, pass --arch with our arch of that model (mega_lm, mega or lra)")
+    raise ConversionError(
+        f"unknown original architecture {arch!r} (this importer knows {known}); "
+        "if it is a variant of one of them, pass --arch with our arch of that model (mega_lm, mega or lra)"
+    )
 
 
 def _layer_options(args, *, lra: bool) -> Dict[str, Any]:
@@ -175,12 +194,17 @@ def _sizes(args, side: str, *, ffn_default, lra: bool = False) -> Dict[str, Any]
 def _check_input_dim(args, embed_default: int = 512):
     embed, given = _get(args, "decoder_embed_dim", embed_default), _get(args, "decoder_input_dim", None)
     if given is not None and given != embed:
-        raise ConversionError(f"--decoder-input-dim {given} != --decoder-embed-dim {embed}: the fork's project_in_dim layer has no counterpart here")
+        raise ConversionError(
+            f"--decoder-input-dim {given} != --decoder-embed-dim {embed}: the fork's project_in_dim layer has no counterpart here"
+        )
 
 
 def lm_options(args) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     _check_input_dim(args)
-    options = {**_layer_options(args, lra=False), **_sizes(args, "decoder", ffn_default=_get(args, "decoder_hidden_dim", 1664))}
+    options = {
+        **_layer_options(args, lra=False),
+        **_sizes(args, "decoder", ffn_default=_get(args, "decoder_hidden_dim", 1664)),
+    }
     options["decoder_hidden_dim"] = _get(args, "decoder_hidden_dim", 1664)
     tokens = _get(args, "tokens_per_sample", 1024)
     options.update(
@@ -208,15 +232,22 @@ def lm_options(args) -> Tuple[Dict[str, Any], Dict[str, Any]]:
 def translation_options(args) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     _check_input_dim(args, _get(args, "encoder_embed_dim", 512))
     if _get(args, "adaptive_softmax_cutoff") is not None:
-        raise ConversionError("--adaptive-softmax-cutoff in a translation model: our `mega` model has a plain output projection")
-    options = {**_layer_options(args, lra=False), **_sizes(args, "encoder", ffn_default=_get(args, "encoder_hidden_dim", 1024))}
+        raise ConversionError(
+            "--adaptive-softmax-cutoff in a translation model: our `mega` model has a plain output projection"
+        )
+    options = {
+        **_layer_options(args, lra=False),
+        **_sizes(args, "encoder", ffn_default=_get(args, "encoder_hidden_dim", 1024)),
+    }
     defaults = {k.replace("encoder_", "decoder_", 1): v for k, v in options.items() if k.startswith("encoder_")}
     defaults["decoder_layers"] = 6  # the fork's base_architecture: decoder sizes follow the encoder's, depth 6
     decoder = {name: _get(args, name, default) for name, default in defaults.items()}
     decoder["decoder_ffn_embed_dim"] = max(decoder["decoder_ffn_embed_dim"], 0)
     options.update(decoder)
     if (options["encoder_ffn_embed_dim"] > 0) != (options["decoder_ffn_embed_dim"] > 0):
-        raise ConversionError("a normalized FFN on one side only (--encoder/decoder-ffn-embed-dim 0): our `mega` model has one --no-nffn switch")
+        raise ConversionError(
+            "a normalized FFN on one side only (--encoder/decoder-ffn-embed-dim 0): our `mega` model has one --no-nffn switch"
+        )
     options.update(
         no_nffn=options["encoder_ffn_embed_dim"] <= 0,
         no_scale_embedding=bool(_get(args, "no_scale_embedding", False)),
@@ -224,7 +255,9 @@ def translation_options(args) -> Tuple[Dict[str, Any], Dict[str, Any]]:
         no_final_norm=False,
         no_affine_final_norm=False,  # the fork's translation final norms are always affine
         share_all_embeddings=bool(_get(args, "share_all_embeddings", False)),
-        share_decoder_input_output_embed=bool(_get(args, "share_decoder_input_output_embed", False) or _get(args, "share_all_embeddings", False)),
+        share_decoder_input_output_embed=bool(
+            _get(args, "share_decoder_input_output_embed", False) or _get(args, "share_all_embeddings", False)
+        ),
         output_bias=False,
         max_source_positions=_get(args, "max_source_positions", 1024),
         max_target_positions=_get(args, "max_target_positions", 1024),
@@ -237,11 +270,16 @@ def translation_options(args) -> Tuple[Dict[str, Any], Dict[str, Any]]:
 
 def lra_options(args) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     if _get(args, "layer_type", "mega") != "mega":
-        raise ConversionError(f"--layer-type {args.layer_type}: only the fork's Mega LRA models are imported (not its transformer/luna/lstm/flash baselines)")
+        raise ConversionError(
+            f"--layer-type {args.layer_type}: only the fork's Mega LRA models are imported (not its transformer/luna/lstm/flash baselines)"
+        )
     if _get(args, "use_p", False):
         raise ConversionError("--use-p: the fork's luna-only sentence representation has no counterpart here")
     embed = _get(args, "encoder_embed_dim", 512)
-    options = {**_layer_options(args, lra=True), **_sizes(args, "encoder", ffn_default=_get(args, "encoder_hidden_dim", 2048), lra=True)}
+    options = {
+        **_layer_options(args, lra=True),
+        **_sizes(args, "encoder", ffn_default=_get(args, "encoder_hidden_dim", 2048), lra=True),
+    }
     options["encoder_hidden_dim"] = _get(args, "encoder_hidden_dim", 2048)
     options.update(
         no_nffn=options["encoder_ffn_embed_dim"] <= 0,
@@ -257,7 +295,9 @@ def lra_options(args) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     )
     in_dim = _get(args, "classifier_in_dim", embed)
     if in_dim not in (embed, 2 * embed):
-        raise ConversionError(f"--classifier-in-dim {in_dim}: expected the model width {embed} (one input) or {2 * embed} (retrieval pairs)")
+        raise ConversionError(
+            f"--classifier-in-dim {in_dim}: expected the model width {embed} (one input) or {2 * embed} (retrieval pairs)"
+        )
     task = {}
     if _get(args, "pixel_normalization") is not None:
         task["pixel_normalization"] = [float(v) for v in args.pixel_normalization]
@@ -283,8 +323,10 @@ def read_original(path: str) -> Tuple[argparse.Namespace, Dict[str, torch.Tensor
         raise ConversionError(f"{path} is not a fairseq checkpoint (expected a dict with 'args' and 'model')")
     args = checkpoint.get("args")
     if not isinstance(args, argparse.Namespace):
-        raise ConversionError(f"{path} has no argparse args: the original fork (fairseq 0.9) stores them; a checkpoint of "
-                           "this package or of fairseq >= 0.10 loads directly with --path / --restore-file")
+        raise ConversionError(
+            f"{path} has no argparse args: the original fork (fairseq 0.9) stores them; a checkpoint of "
+            "this package or of fairseq >= 0.10 loads directly with --path / --restore-file"
+        )
     return args, checkpoint["model"]
 
 
@@ -294,10 +336,12 @@ def _ema_first_backward_tap(state: Dict[str, torch.Tensor], prefix: str) -> torc
     beta = state[prefix + "ema_expansion_matrix"].double()
     gamma = state[prefix + "kernel_projection_matrix"].double()
     tap = (gamma * math.sqrt(1.0 / gamma.size(1)) * (p * beta).squeeze(-1)).sum(-1)
-    return tap[tap.numel() // 2:]
+    return tap[tap.numel() // 2 :]
 
 
-def convert_state(original: Dict[str, torch.Tensor], kind: str, model, variant: str, paired: bool, source: str) -> Dict[str, torch.Tensor]:
+def convert_state(
+    original: Dict[str, torch.Tensor], kind: str, model, variant: str, paired: bool, source: str
+) -> Dict[str, torch.Tensor]:
     """The fork's state dict -> ours for `model`, naming original keys in every complaint."""
     expected = model.state_dict()
     state, unexpected, shapes = {}, [], []
@@ -311,19 +355,33 @@ def convert_state(original: Dict[str, torch.Tensor], kind: str, model, variant: 
         if SIMPLE_BIAS.search(ours) and value.numel() != expected[ours].numel():
             value = recenter_simple_bias(value, expected[ours].numel())
         if value.shape != expected[ours].shape:
-            shapes.append(f"{key}: {tuple(value.shape)}, but the model its args describe has {tuple(expected[ours].shape)} (as {ours})")
+            shapes.append(
+                f"{key}: {tuple(value.shape)}, but the model its args describe has {tuple(expected[ours].shape)} (as {ours})"
+            )
             continue
         state[ours] = value.to(expected[ours].dtype) if value.is_floating_point() else value
-    missing = [translate_key(k, kind, variant, reverse=True) or k for k in expected if k not in state and not DERIVED.search(k)]
+    missing = [
+        translate_key(k, kind, variant, reverse=True) or k for k in expected if k not in state and not DERIVED.search(k)
+    ]
     if missing or unexpected or shapes:
-        lines = [f"missing {sorted(missing)}"] * bool(missing) + [f"unexpected {sorted(unexpected)}"] * bool(unexpected) + shapes
-        raise ConversionError(f"the weights in {source} do not fit the model its args describe (original key names):\n  - " + "\n  - ".join(lines))
+        lines = (
+            [f"missing {sorted(missing)}"] * bool(missing)
+            + [f"unexpected {sorted(unexpected)}"] * bool(unexpected)
+            + shapes
+        )
+        raise ConversionError(
+            f"the weights in {source} do not fit the model its args describe (original key names):\n  - "
+            + "\n  - ".join(lines)
+        )
     for key in expected:
         if DERIVED.search(key):
             state[key] = expected[key]
     if variant == "v2":  # fold the backward EMA's current-token tap into omega (our backward kernel includes it)
         for key in list(state):
-            if key.endswith(".mega_layer.ema.residual_weight") and state[key.replace("residual_weight", "damping_factor")].size(0) == 2 * state[key].numel():
+            if (
+                key.endswith(".mega_layer.ema.residual_weight")
+                and state[key.replace("residual_weight", "damping_factor")].size(0) == 2 * state[key].numel()
+            ):
                 prefix = key[: -len("residual_weight")]
                 state[key] = (state[key].double() - _ema_first_backward_tap(state, prefix)).to(state[key].dtype)
     if kind == "lra" and paired:  # the fork concatenates [second document, first]; ours [first, second]
@@ -333,14 +391,19 @@ def convert_state(original: Dict[str, torch.Tensor], kind: str, model, variant: 
     return state
 
 
-def _placeholder_dictionaries(kind: str, original: Dict[str, torch.Tensor], task_options: Dict[str, Any], folder: Path) -> List[str]:
+def _placeholder_dictionaries(
+    kind: str, original: Dict[str, torch.Tensor], task_options: Dict[str, Any], folder: Path
+) -> List[str]:
     """Writes placeholder dictionaries sized like the embeddings into `folder`; returns their file names."""
     if kind == "lm":
         rows = _embedding_rows(original, "decoder.")
         names = {"dict.txt": rows}
     else:
         src, tgt = task_options["source_lang"], task_options["target_lang"]
-        names = {f"dict.{src}.txt": _embedding_rows(original, "encoder."), f"dict.{tgt}.txt": _embedding_rows(original, "decoder.")}
+        names = {
+            f"dict.{src}.txt": _embedding_rows(original, "encoder."),
+            f"dict.{tgt}.txt": _embedding_rows(original, "decoder."),
+        }
     for name, rows in names.items():
         build_dictionary(folder / "no-such-dir", rows).save(str(folder / name))
     return list(names)
@@ -351,11 +414,19 @@ def _embedding_rows(original: Dict[str, torch.Tensor], prefix: str) -> int:
         return original[prefix + "embed_tokens.weight"].size(0)
     heads = [k for k in original if k.startswith(prefix + "embed_tokens.embeddings.") and k.endswith(".0.weight")]
     if not heads:
-        raise ConversionError(f"the checkpoint has no {prefix}embed_tokens weights: cannot size its dictionary (pass --data)")
+        raise ConversionError(
+            f"the checkpoint has no {prefix}embed_tokens weights: cannot size its dictionary (pass --data)"
+        )
     return sum(original[k].size(0) for k in heads)
 
 
-def import_original(checkpoint: str, out_checkpoint: str, data: Optional[str] = None, arch: Optional[str] = None, ema_variant: str = "v1") -> str:
+def import_original(
+    checkpoint: str,
+    out_checkpoint: str,
+    data: Optional[str] = None,
+    arch: Optional[str] = None,
+    ema_variant: str = "v1",
+) -> str:
     """Writes OUT_CHECKPOINT (+ placeholder dictionaries when `data` is None); returns our arch."""
     from fairseq import checkpoint_utils
     from fairseq.models import ARCH_MODEL_REGISTRY
@@ -368,7 +439,9 @@ def import_original(checkpoint: str, out_checkpoint: str, data: Optional[str] = 
     original_arch = _get(args, "arch", "")
     if arch is None:
         kind, model_name = model_kind(original_arch)
-        our_arch = original_arch if ARCH_MODEL_REGISTRY.get(original_arch) is ARCH_MODEL_REGISTRY[model_name] else model_name
+        our_arch = (
+            original_arch if ARCH_MODEL_REGISTRY.get(original_arch) is ARCH_MODEL_REGISTRY[model_name] else model_name
+        )
     else:
         ours = {model_name: kind for _, kind, model_name in ARCH_KINDS}
         model_name = next((name for name in ours if ARCH_MODEL_REGISTRY.get(arch) is ARCH_MODEL_REGISTRY[name]), None)
@@ -376,11 +449,15 @@ def import_original(checkpoint: str, out_checkpoint: str, data: Optional[str] = 
             raise ConversionError(f"--arch {arch} is not an arch of our mega_lm, mega or lra models")
         kind, our_arch = ours[model_name], arch
         if model_kind_or_none(original_arch) not in (None, kind):
-            raise ConversionError(f"--arch {arch} belongs to our {model_name!r} model, but the checkpoint's arch {original_arch!r} is not one")
+            raise ConversionError(
+                f"--arch {arch} belongs to our {model_name!r} model, but the checkpoint's arch {original_arch!r} is not one"
+            )
     options, task_options = OPTIONS[kind](args)
     if kind == "lra":
         if data is None:
-            raise ConversionError("an LRA checkpoint needs --data: the LRA data directory it was trained on (src-bin/dict.txt, label-bin/)")
+            raise ConversionError(
+                "an LRA checkpoint needs --data: the LRA data directory it was trained on (src-bin/dict.txt, label-bin/)"
+            )
         task_name = _get(args, "task", "lra-text" if _get(args, "input_type", "text") == "text" else "lra-image")
     else:
         task_name = TASKS[kind]
@@ -389,15 +466,21 @@ def import_original(checkpoint: str, out_checkpoint: str, data: Optional[str] = 
     with staging_dir(out) as tmp:
         placeholders = [] if data is not None else _placeholder_dictionaries(kind, original, task_options, tmp)
         try:
-            cfg, task, model = fairseq_setup(our_arch, options, task_name, str(Path(data).resolve()) if data else str(tmp), task_options)
+            cfg, task, model = fairseq_setup(
+                our_arch, options, task_name, str(Path(data).resolve()) if data else str(tmp), task_options
+            )
         except (ValueError, AssertionError, FileNotFoundError) as err:
             raise ConversionError(f"cannot build our {model_name} model for {source}: {err}") from err
         for name, value in task_options.items():
             cfg.task[name] = value
         paired = bool(getattr(task, "paired", False))
-        if kind == "lra" and paired != (_get(args, "classifier_in_dim", options["encoder_embed_dim"]) == 2 * options["encoder_embed_dim"]):
-            raise ConversionError(f"the checkpoint is {'a retrieval (pair)' if not paired else 'a single-input'} model but {data} is "
-                               f"{'not ' if not paired else ''}retrieval data (src1-bin/): pass the data directory it was trained on")
+        if kind == "lra" and paired != (
+            _get(args, "classifier_in_dim", options["encoder_embed_dim"]) == 2 * options["encoder_embed_dim"]
+        ):
+            raise ConversionError(
+                f"the checkpoint is {'a retrieval (pair)' if not paired else 'a single-input'} model but {data} is "
+                f"{'not ' if not paired else ''}retrieval data (src1-bin/): pass the data directory it was trained on"
+            )
         state = convert_state(original, kind, model, ema_variant, paired, str(source))
         load_exactly(model, state, source)
         cfg.task.data = str(Path(data).resolve()) if data else str(out.parent.resolve())
@@ -422,11 +505,21 @@ def main(argv=None):
     parser.add_argument("original_checkpoint", help="checkpoint of the facebookresearch/mega fork")
     parser.add_argument("out_checkpoint")
     parser.add_argument("--data", help="the data directory the model was trained on (dictionaries); required for LRA")
-    parser.add_argument("--arch", help="our arch to register the checkpoint under (default: the fork's arch name when we have that preset)")
-    parser.add_argument("--ema-variant", default="v1", choices=EMA_VARIANTS, help="which revision of the fork's EMA trained the model (see the module doc)")
+    parser.add_argument(
+        "--arch",
+        help="our arch to register the checkpoint under (default: the fork's arch name when we have that preset)",
+    )
+    parser.add_argument(
+        "--ema-variant",
+        default="v1",
+        choices=EMA_VARIANTS,
+        help="which revision of the fork's EMA trained the model (see the module doc)",
+    )
     args = parser.parse_args(argv)
     try:
-        our_arch = import_original(args.original_checkpoint, args.out_checkpoint, args.data, args.arch, args.ema_variant)
+        our_arch = import_original(
+            args.original_checkpoint, args.out_checkpoint, args.data, args.arch, args.ema_variant
+        )
     except ConversionError as err:
         print(f"mega-import-original: error: {err}", file=sys.stderr)
         return 2

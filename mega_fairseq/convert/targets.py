@@ -14,6 +14,7 @@ in `hf_names`), the fairseq options that rebuild the model on import (`fairseq_o
 | `EncoderHeadTarget` | `mega_encoder` (one named head; kinds from `models.heads.HEAD_KINDS`) | the kind's `hf_class` |
 | `TranslationTarget` | `mega` (translation) | `EncoderDecoderModel` of two `MegaModel`s |
 """
+
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -51,11 +52,15 @@ def stack_problems(stack: MegaStack, decoder: bool, preset: Optional[str]) -> Li
     if not isinstance(stack.embed_tokens, torch.nn.Embedding):
         problems.append("adaptive input embeddings cannot be expressed by HF Mega")
     if cfg.normalization_type == "rmsnorm":
-        problems.append("HF's MegaRMSNorm does not normalize (a known transformers bug), so an rmsnorm model would compute differently")
+        problems.append(
+            "HF's MegaRMSNorm does not normalize (a known transformers bug), so an rmsnorm model would compute differently"
+        )
     if cfg.norm_eps != 1e-5:
         problems.append(f"norm epsilon {cfg.norm_eps} (HF Mega fixes 1e-5)")
     if decoder and cfg.truncation is not None:
-        problems.append("--truncation-length: HF's decoder ignores truncation when use_cache=True (its default); train without truncation")
+        problems.append(
+            "--truncation-length: HF's decoder ignores truncation when use_cache=True (its default); train without truncation"
+        )
     return problems
 
 
@@ -67,7 +72,9 @@ def layer_options_from_hf(hf_config) -> Dict[str, Any]:
             "fairseq Mega models use one --normalize-before for both"
         )
     if hf_config.normalization_type == "rmsnorm":
-        raise ValueError("rmsnorm: transformers' MegaRMSNorm does not normalize (a known bug), so no fairseq model computes the same")
+        raise ValueError(
+            "rmsnorm: transformers' MegaRMSNorm does not normalize (a known bug), so no fairseq model computes the same"
+        )
     return {
         "activation_fn": hf_config.activation,
         "attention_activation_fn": hf_config.attention_activation,
@@ -114,7 +121,9 @@ class Target:
         from transformers import MegaConfig
 
         dictionary = task_dictionary(task)
-        return MegaConfig(**self.config_kwargs(model, dictionary), bos_token_id=dictionary.bos(), eos_token_id=dictionary.eos())
+        return MegaConfig(
+            **self.config_kwargs(model, dictionary), bos_token_id=dictionary.bos(), eos_token_id=dictionary.eos()
+        )
 
     def config_kwargs(self, model: nn.Module, dictionary) -> dict:
         """`MegaConfig` kwargs describing `model` with `dictionary` (targets whose config is a MegaConfig)."""
@@ -157,7 +166,9 @@ def lm_problems(decoder, preset: Optional[str], cross_attention_ok: bool = False
     if decoder.adaptive_softmax is not None:
         problems.append("adaptive softmax cannot be expressed by HF Mega")
     if decoder.stack.cfg.cross_attention and not cross_attention_ok:
-        problems.append("a decoder with cross-attention is part of an encoder-decoder model; export the whole translation model")
+        problems.append(
+            "a decoder with cross-attention is part of an encoder-decoder model; export the whole translation model"
+        )
     return problems
 
 
@@ -192,7 +203,9 @@ class CausalLMTarget(Target):
         if hf_config.add_token_type_embeddings:
             problems.append("token-type embeddings: mega_lm has none (add_token_type_embeddings=False)")
         if getattr(hf_config, "add_lm_hidden_dense_layer", False):
-            problems.append("add_lm_hidden_dense_layer=True (MegaConfig's default): mega_lm's output layer has no dense+tanh before the projection")
+            problems.append(
+                "add_lm_hidden_dense_layer=True (MegaConfig's default): mega_lm's output layer has no dense+tanh before the projection"
+            )
         if not hf_config.is_decoder or hf_config.bidirectional:
             problems.append("a MegaForCausalLM import needs is_decoder=True and bidirectional=False (a causal model)")
         if problems:
@@ -200,9 +213,13 @@ class CausalLMTarget(Target):
         positions = hf_config.max_positions
         options = {**size_options_from_hf(hf_config, "decoder"), **layer_options_from_hf(hf_config)}
         options.update(
-            no_final_norm=True, no_scale_embedding=True, normalize_embedding=False, output_bias=True,
+            no_final_norm=True,
+            no_scale_embedding=True,
+            normalize_embedding=False,
+            output_bias=True,
             share_decoder_input_output_embed=bool(hf_config.tie_word_embeddings),
-            max_target_positions=positions, tokens_per_sample=min(positions, 1024),
+            max_target_positions=positions,
+            tokens_per_sample=min(positions, 1024),
         )
         return EXPORTABLE_LM_PRESET, options
 
@@ -236,10 +253,19 @@ class MaskedLMTarget(Target):
 
     def config_kwargs(self, model, dictionary) -> dict:
         stack = model.encoder.stack
-        kwargs = to_hf_config_kwargs(stack.cfg, len(stack.layers), len(dictionary), dictionary.pad(), model.type_vocab_size)
+        kwargs = to_hf_config_kwargs(
+            stack.cfg, len(stack.layers), len(dictionary), dictionary.pad(), model.type_vocab_size
+        )
         tied = model.lm_head.out_proj.weight is stack.embed_tokens.weight
-        kwargs.update(encoder_hf_config_kwargs(self.kind, lm_hidden_dense=model.lm_head.dense is not None, tied=tied,
-                                               classifier_dropout=model.cfg.pooler_dropout, **self.head_sizes(model)))
+        kwargs.update(
+            encoder_hf_config_kwargs(
+                self.kind,
+                lm_hidden_dense=model.lm_head.dense is not None,
+                tied=tied,
+                classifier_dropout=model.cfg.pooler_dropout,
+                **self.head_sizes(model),
+            )
+        )
         return kwargs
 
     def to_hf(self, model) -> StateDict:
@@ -256,10 +282,14 @@ class MaskedLMTarget(Target):
             max_positions=hf_config.max_positions,
             add_token_type_embeddings=bool(hf_config.add_token_type_embeddings),
             type_vocab_size=hf_config.type_vocab_size,
-            scale_embedding=False, normalize_embedding=False, final_norm=False,
+            scale_embedding=False,
+            normalize_embedding=False,
+            final_norm=False,
             untie_weights_roberta=not hf_config.tie_word_embeddings,
             no_lm_hidden_dense=not hf_config.add_lm_hidden_dense_layer,
-            pooler_dropout=hf_config.classifier_dropout if hf_config.classifier_dropout is not None else hf_config.hidden_dropout_prob,
+            pooler_dropout=hf_config.classifier_dropout
+            if hf_config.classifier_dropout is not None
+            else hf_config.hidden_dropout_prob,
             pooler_activation_fn="tanh",
             load_checkpoint_heads=True,  # the checkpoint's head is restored when it is loaded
         )
@@ -287,7 +317,9 @@ class EncoderHeadTarget(MaskedLMTarget):
         found = super().problems(model)
         module = model.classification_heads[self.head_name]
         if self.head.hf_tanh and str(model.cfg.pooler_activation_fn) != "tanh":
-            found.append(f"--pooler-activation-fn {model.cfg.pooler_activation_fn}: HF's pooler and classification head use tanh")
+            found.append(
+                f"--pooler-activation-fn {model.cfg.pooler_activation_fn}: HF's pooler and classification head use tanh"
+            )
         return found + self.head.hf_problems(module, model.embed_dim)
 
     def head_sizes(self, model) -> Dict[str, int]:
@@ -311,7 +343,9 @@ class EncoderHeadTarget(MaskedLMTarget):
         if isinstance(labels, str):
             sizes[labels] = hf_config.num_labels
         elif labels is not None and hf_config.num_labels != labels:
-            raise ValueError(f"{self.hf_class} with num_labels={hf_config.num_labels}: a {self.kind} head has {labels} outputs")
+            raise ValueError(
+                f"{self.hf_class} with num_labels={hf_config.num_labels}: a {self.kind} head has {labels} outputs"
+            )
         model.register_head(self.head_name, self.kind, **sizes)
 
     def fairseq_outputs(self, model, tokens) -> Tensor:
@@ -343,8 +377,11 @@ class TranslationTarget(Target):
 
         src, tgt = task.source_dictionary, task.target_dictionary
         encoder_stack = model.encoder.stack
-        encoder = MegaConfig(**to_hf_config_kwargs(encoder_stack.cfg, len(encoder_stack.layers), len(src), src.pad()),
-                             bos_token_id=src.bos(), eos_token_id=src.eos())
+        encoder = MegaConfig(
+            **to_hf_config_kwargs(encoder_stack.cfg, len(encoder_stack.layers), len(src), src.pad()),
+            bos_token_id=src.bos(),
+            eos_token_id=src.eos(),
+        )
         decoder = MegaConfig(**lm_config_kwargs(model.decoder, tgt), bos_token_id=tgt.bos(), eos_token_id=tgt.eos())
         config = EncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
         # fairseq's decoder input starts with </s>: prev_output_tokens = [</s>, y_1, ..., y_{n-1}]
@@ -354,17 +391,32 @@ class TranslationTarget(Target):
         return config
 
     def to_hf(self, model) -> StateDict:
-        stack = {k[len("encoder.stack."):]: v for k, v in model.state_dict().items() if k.startswith("encoder.stack.")}
-        out = {"encoder." + k: v.clone() for k, v in stack_state_dict_to_hf(stack, model.encoder.stack.cfg, prefix="").items()}
-        out.update({"decoder." + k: v.clone() for k, v in lm_state_dict_to_hf(model.decoder.state_dict(), model.decoder.stack.cfg).items()})
+        stack = {k[len("encoder.stack.") :]: v for k, v in model.state_dict().items() if k.startswith("encoder.stack.")}
+        out = {
+            "encoder." + k: v.clone()
+            for k, v in stack_state_dict_to_hf(stack, model.encoder.stack.cfg, prefix="").items()
+        }
+        out.update(
+            {
+                "decoder." + k: v.clone()
+                for k, v in lm_state_dict_to_hf(model.decoder.state_dict(), model.decoder.stack.cfg).items()
+            }
+        )
         width = model.encoder.stack.cfg.embed_dim  # EncoderDecoderModel builds MegaModel with a pooler it never uses
-        out.update({"encoder.pooler.dense.weight": torch.zeros(width, width), "encoder.pooler.dense.bias": torch.zeros(width)})
+        out.update(
+            {"encoder.pooler.dense.weight": torch.zeros(width, width), "encoder.pooler.dense.bias": torch.zeros(width)}
+        )
         return out
 
     def from_hf(self, hf_state, model) -> StateDict:
-        out = {"encoder.stack." + k: v for k, v in stack_state_dict_from_hf(hf_state, model.encoder.stack.cfg, prefix="encoder.").items()}
-        decoder_state = {k[len("decoder."):]: v for k, v in hf_state.items() if k.startswith("decoder.")}
-        out.update({"decoder." + k: v for k, v in lm_state_dict_from_hf(decoder_state, model.decoder.stack.cfg).items()})
+        out = {
+            "encoder.stack." + k: v
+            for k, v in stack_state_dict_from_hf(hf_state, model.encoder.stack.cfg, prefix="encoder.").items()
+        }
+        decoder_state = {k[len("decoder.") :]: v for k, v in hf_state.items() if k.startswith("decoder.")}
+        out.update(
+            {"decoder." + k: v for k, v in lm_state_dict_from_hf(decoder_state, model.decoder.stack.cfg).items()}
+        )
         out["dictionary_digest"] = model.dictionary_digest  # fingerprints of the dictionaries the import writes
         return out
 
@@ -373,21 +425,47 @@ class TranslationTarget(Target):
         if encoder.is_decoder or not encoder.bidirectional:
             raise ValueError("the encoder must be bidirectional with is_decoder=False")
         if not (decoder.is_decoder and decoder.add_cross_attention) or decoder.bidirectional:
-            raise ValueError("the decoder must be causal (is_decoder=True, bidirectional=False) with add_cross_attention=True")
-        if getattr(decoder, "add_lm_hidden_dense_layer", False) or decoder.add_token_type_embeddings or encoder.add_token_type_embeddings:
-            raise ValueError("token-type embeddings or an LM hidden dense layer: the mega translation model has neither")
+            raise ValueError(
+                "the decoder must be causal (is_decoder=True, bidirectional=False) with add_cross_attention=True"
+            )
+        if (
+            getattr(decoder, "add_lm_hidden_dense_layer", False)
+            or decoder.add_token_type_embeddings
+            or encoder.add_token_type_embeddings
+        ):
+            raise ValueError(
+                "token-type embeddings or an LM hidden dense layer: the mega translation model has neither"
+            )
         layer_options = layer_options_from_hf(encoder)
-        differing = {k: (v, layer_options_from_hf(decoder)[k]) for k, v in layer_options.items() if layer_options_from_hf(decoder)[k] != v}
+        differing = {
+            k: (v, layer_options_from_hf(decoder)[k])
+            for k, v in layer_options.items()
+            if layer_options_from_hf(decoder)[k] != v
+        }
         if differing:
-            raise ValueError(f"encoder and decoder layer settings differ ({differing}); the mega translation model shares them")
+            raise ValueError(
+                f"encoder and decoder layer settings differ ({differing}); the mega translation model shares them"
+            )
         if decoder.max_positions < encoder.max_positions:
-            raise ValueError("the decoder's max_positions must cover the encoder's (its cross-attention bias spans both)")
-        options = {**size_options_from_hf(encoder, "encoder"), **size_options_from_hf(decoder, "decoder"), **layer_options}
+            raise ValueError(
+                "the decoder's max_positions must cover the encoder's (its cross-attention bias spans both)"
+            )
+        options = {
+            **size_options_from_hf(encoder, "encoder"),
+            **size_options_from_hf(decoder, "decoder"),
+            **layer_options,
+        }
         options.update(
-            no_scale_embedding=True, normalize_embedding=False, no_final_norm=True, output_bias=True,
-            share_decoder_input_output_embed=bool(decoder.tie_word_embeddings), share_all_embeddings=False,
-            max_source_positions=encoder.max_positions, max_target_positions=decoder.max_positions,
-            source_lang="src", target_lang="tgt",
+            no_scale_embedding=True,
+            normalize_embedding=False,
+            no_final_norm=True,
+            output_bias=True,
+            share_decoder_input_output_embed=bool(decoder.tie_word_embeddings),
+            share_all_embeddings=False,
+            max_source_positions=encoder.max_positions,
+            max_target_positions=decoder.max_positions,
+            source_lang="src",
+            target_lang="tgt",
         )
         return "mega", options
 
@@ -428,7 +506,9 @@ def target_for_fairseq_model(model, head: Optional[str] = None) -> Target:
         if head in ("masked_lm", "MegaForMaskedLM"):
             return MaskedLMTarget()
         if head not in model.classification_heads:
-            raise ValueError(f"the model has no head {head!r}; choose --head masked_lm" + "".join(f" or {h}" for h in heads))
+            raise ValueError(
+                f"the model has no head {head!r}; choose --head masked_lm" + "".join(f" or {h}" for h in heads)
+            )
         return EncoderHeadTarget(HEAD_KINDS[head_spec(model.classification_heads[head])[0]], head)
     raise ValueError(f"no HuggingFace export for {type(model).__name__} models yet")
 
@@ -444,5 +524,7 @@ def target_for_hf_class(name: str) -> Target:
     if name in HF_CLASS_TO_HEAD_KIND:
         kind = HF_CLASS_TO_HEAD_KIND[name]
         return EncoderHeadTarget(kind, kind.default_name)
-    importable = sorted([CausalLMTarget.hf_class, TranslationTarget.hf_class, MaskedLMTarget.hf_class, *HF_CLASS_TO_HEAD_KIND])
+    importable = sorted(
+        [CausalLMTarget.hf_class, TranslationTarget.hf_class, MaskedLMTarget.hf_class, *HF_CLASS_TO_HEAD_KIND]
+    )
     raise ValueError(f"no fairseq counterpart for transformers class {name!r}; importable: {', '.join(importable)}")

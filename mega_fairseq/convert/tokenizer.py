@@ -18,6 +18,7 @@ Sentencepiece pieces that are not in the dictionary (never seen in the training 
 out: fairseq would map such a piece to <unk>, the exported tokenizer segments around it.
 The export reports how many there are (usually none).
 """
+
 import tempfile
 from pathlib import Path
 from typing import List, Tuple
@@ -74,7 +75,12 @@ def reordered_spm_model(spm_path: str, symbols: List[str]) -> Tuple[bytes, int, 
     left_out = sum(1 for p in proto.pieces if p.type == Piece.NORMAL and p.piece not in kept)
     del proto.pieces[:]
     proto.pieces.extend(new_pieces)
-    proto.trainer_spec.unk_id, proto.trainer_spec.bos_id, proto.trainer_spec.eos_id, proto.trainer_spec.pad_id = 0, 1, 2, -1
+    proto.trainer_spec.unk_id, proto.trainer_spec.bos_id, proto.trainer_spec.eos_id, proto.trainer_spec.pad_id = (
+        0,
+        1,
+        2,
+        -1,
+    )
     return proto.SerializeToString(), left_out, not_pieces
 
 

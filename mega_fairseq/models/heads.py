@@ -201,7 +201,9 @@ class HeadKind:
 
 def _classification_problems(head: SequenceClassificationHead, embed_dim: int) -> List[str]:
     inner = head.dense.out_features
-    return [] if inner == embed_dim else [f"classification head inner dim {inner}: HF's classification head is D x D ({embed_dim})"]
+    if inner == embed_dim:
+        return []
+    return [f"classification head inner dim {inner}: HF's classification head is D x D ({embed_dim})"]
 
 
 _HEAD_KINDS = [
@@ -211,7 +213,8 @@ _HEAD_KINDS = [
         build=lambda D, dropout, act, num_classes=None, inner_dim=None: SequenceClassificationHead(
             D, _positive(num_classes, "num_classes", "classes (1 for regression)"), inner_dim or D, dropout, act),
         sizes=lambda head: {"num_classes": head.out_proj.out_features, "inner_dim": head.dense.out_features},
-        sizes_from_params=lambda p: {"num_classes": p["out_proj.weight"].size(0), "inner_dim": p["dense.weight"].size(0)},
+        sizes_from_params=lambda p: {
+            "num_classes": p["out_proj.weight"].size(0), "inner_dim": p["dense.weight"].size(0)},
         hf_class="MegaForSequenceClassification",
         hf_keys=(("dense.weight", "classifier.dense.weight"), ("dense.bias", "classifier.dense.bias"),
                  ("out_proj.weight", "classifier.out_proj.weight"), ("out_proj.bias", "classifier.out_proj.bias")),
@@ -237,7 +240,8 @@ _HEAD_KINDS = [
     HeadKind(
         name="token_classification",
         module=TokenClassificationHead,
-        build=lambda D, dropout, act, num_labels=None: TokenClassificationHead(D, _positive(num_labels, "num_labels"), dropout),
+        build=lambda D, dropout, act, num_labels=None: TokenClassificationHead(
+            D, _positive(num_labels, "num_labels"), dropout),
         sizes=lambda head: {"num_labels": head.classifier.out_features},
         sizes_from_params=lambda p: {"num_labels": p["classifier.weight"].size(0)},
         hf_class="MegaForTokenClassification",
