@@ -9,6 +9,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+# the vocabulary of `MegaLayerConfig.rel_pos_bias` (`--rel-pos-bias`), built by `build_relative_bias`
+REL_POS_BIASES = ("simple", "rotary")
+
 
 class SimpleRelativePositionalBias(nn.Module):
     """A learned scalar per offset j - i in [-(P-1), P-1]; P = the longest span attended (chunk or max positions)."""
@@ -85,6 +88,9 @@ class RotaryRelativePositionalBias(nn.Module):
 
 
 def build_relative_bias(kind: str, z_dim: int, max_positions: int) -> nn.Module:
+    from .config import check_choice  # config imports this module for REL_POS_BIASES
+
+    check_choice("rel_pos_bias", kind, REL_POS_BIASES)
     if kind == "simple":
         return SimpleRelativePositionalBias(max_positions)
     if kind == "rotary":
