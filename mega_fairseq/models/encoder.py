@@ -1,10 +1,10 @@
 """`MegaEncoder`: a bidirectional Mega stack as a fairseq `FairseqEncoder`.
 
 The one encoder behind every encoder-side model (masked LM and fine-tuning heads, LRA
-classifiers, the translation encoder).  It reads the layer options (`MegaLayerOptions`) and
-the encoder sizes (`MegaEncoderSizes`: `--encoder-layers`, `--encoder-embed-dim`, ...) from
-the model config; each model decides the structural switches (embedding scale, final norm,
-token types) and passes them as arguments.
+classifiers, the translation encoder).  It takes a `MegaLayerConfig` (the models build it from
+their options with `options.layer_config(cfg, "encoder", ...)`), the number of layers, and the
+structural switches each model decides (embedding scale, final norm, token types) as keyword
+arguments; `decoder.MegaDecoder` is its causal twin.
 
 Output follows fairseq's encoder contract (time-first tensors in lists), so fairseq's
 `SequenceGenerator` and the `translation` task can use it unchanged:
@@ -16,8 +16,7 @@ import torch
 from fairseq.models import FairseqEncoder
 from torch import Tensor, nn
 
-from ..modules import MegaStack
-from .options import layer_config
+from ..modules import MegaLayerConfig, MegaStack
 
 
 def build_embedding(num_embeddings: int, dim: int, padding_idx: int) -> nn.Embedding:
@@ -40,9 +39,10 @@ class MegaEncoder(FairseqEncoder):
 
     def __init__(
         self,
-        args,
+        layer_cfg: MegaLayerConfig,
+        num_layers: int,
         dictionary,
-        embed_tokens: Optional[nn.Embedding] = None,
+        embed_tokens: Optional[nn.Module] = None,
         *,
         max_positions: int,
         type_vocab_size: int = 0,
@@ -51,21 +51,23 @@ class MegaEncoder(FairseqEncoder):
         final_norm: bool = False,
         final_norm_affine: bool = True,
     ):
+        """layer_cfg: bidirectional layers of width D; embed_tokens: (B, T) -> (B, T, D), default a new
+        `build_embedding`; max_positions: the longest input (`max_source_positions`); embeddings are dropped out
+        with layer_cfg.dropout."""
         super().__init__(dictionary)
         self.max_source_positions = max_positions
-        layer_cfg = layer_config(args, "encoder", bidirectional=True, causal=False, max_positions=max(max_positions, 1))
         if embed_tokens is None:
             embed_tokens = build_embedding(len(dictionary), layer_cfg.embed_dim, dictionary.pad())
         self.stack = MegaStack(
             layer_cfg,
-            args.encoder_layers,
+            num_layers,
             embed_tokens,
             type_vocab_size=type_vocab_size,
             scale_embedding=scale_embedding,
             normalize_embedding=normalize_embedding,
             final_norm=final_norm,
             final_norm_affine=final_norm_affine,
-            embedding_dropout=args.dropout,
+            embedding_dropout=layer_cfg.dropout,
         )
 
     @property

@@ -19,9 +19,8 @@ num_classes=1)` and runs the model once per choice; a model built for that task 
 head a `MultipleChoiceHead` (HF `MegaForMultipleChoice`).  Elsewhere `num_classes=1` is a
 regression `SequenceClassificationHead`; `head_type=` chooses explicitly.
 """
-import argparse
 import logging
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Optional
 
 import torch
@@ -30,30 +29,16 @@ from fairseq.models import FairseqEncoderModel, register_model, register_model_a
 from fairseq.utils import safe_getattr
 from torch import Tensor, nn
 
-from ..modules.config import NORM_TYPES
 from ..modules.relative_position import recenter_simple_bias
 from .encoder import MegaEncoder
 from .heads import POOLER_ACTIVATIONS, MaskedLMHead, head_kind, head_spec, head_spec_from_state_dict
-from .options import MegaEncoderSizes, MegaLayerOptions, set_defaults
+from .options import MegaEncoderSizes, MegaLayerOptions, layer_config, model_config, resolve_model_config, set_defaults
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@model_config("mega_encoder")  # defaults: transformers' MegaConfig(), pre-norm and rotary bias in the presets
 class MegaEncoderConfig(MegaLayerOptions, MegaEncoderSizes):
-    # defaults = transformers' MegaConfig() (mega_base), except normalize_before: fairseq turns a
-    # True-default bool into a store_false flag, so it is off here and on in the presets
-    encoder_layers: int = field(default=4, metadata={"help": "number of encoder Mega layers"})
-    encoder_embed_dim: int = field(default=128, metadata={"help": "encoder model width D"})
-    encoder_hidden_dim: int = field(default=256, metadata={"help": "encoder value/gate width H"})
-    encoder_ffn_embed_dim: int = field(default=256, metadata={"help": "encoder normalized FFN width"})
-    encoder_z_dim: int = field(default=64, metadata={"help": "encoder shared query/key width z"})
-    encoder_n_dim: int = field(default=16, metadata={"help": "encoder EMA expansion dimension N"})
-    normalization_type: ChoiceEnum(NORM_TYPES) = field(default="scalenorm", metadata={"help": "normalization layer"})
-    normalize_before: bool = field(default=False, metadata={"help": "pre-norm (normalize each block's input)"})
-    attention_dropout: float = field(default=0.1, metadata={"help": "dropout on attention weights"})
-    hidden_dropout: float = field(default=0.1, metadata={"help": "dropout on attention values"})
-    activation_dropout: float = field(default=0.1, metadata={"help": "dropout inside the normalized FFN"})
     max_positions: int = field(default=2048, metadata={"help": "longest input with a simple relative bias and no chunking (rotary or chunked: any length)"})
     add_token_type_embeddings: bool = field(default=False, metadata={"help": "add segment (token type) embeddings"})
     type_vocab_size: int = field(default=2, metadata={"help": "number of token types with --add-token-type-embeddings"})
@@ -92,12 +77,12 @@ class MegaEncoderModel(FairseqEncoderModel):
     def build_model(cls, cfg, task):
         from fairseq.tasks.sentence_ranking import SentenceRankingTask
 
-        if isinstance(cfg, argparse.Namespace):  # legacy callers: fill what the preset left unset from the dataclass
-            cfg = MegaEncoderConfig.from_namespace(cfg)
+        cfg = resolve_model_config(cfg, MegaEncoderConfig)  # legacy callers: what the preset left unset from the dataclass
         if cfg.add_token_type_embeddings and cfg.type_vocab_size < 1:
             raise ValueError(f"--type-vocab-size must be >= 1 with --add-token-type-embeddings, got {cfg.type_vocab_size}")
         encoder = MegaEncoder(
-            cfg,
+            layer_config(cfg, "encoder", max_positions=max(cfg.max_positions, 1), max_positions_option="max_positions"),
+            cfg.encoder_layers,
             task.source_dictionary,
             max_positions=cfg.max_positions,
             type_vocab_size=cfg.type_vocab_size if cfg.add_token_type_embeddings else 0,

@@ -16,35 +16,30 @@ Presets keep the fork's names and sizes, with the model flags of its README reci
 `mega_lra_aan`, `mega_lra_cifar10`, `mega_lra_pf32`, `mega_lra_pf128`; `transformer_lra_listop`
 is the baseline.  Mega-chunk: `--encoder-chunk-size N`.
 """
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from fairseq.dataclass import ChoiceEnum
 from fairseq.models import BaseFairseqModel, register_model, register_model_architecture
 from torch import Tensor, nn
 
-from ..modules.config import NORM_TYPES, REL_POS_BIASES
+from ..modules.activations import ACTIVATION_FNS
 from .encoder import MegaEncoder
-from .options import MegaEncoderSizes, MegaLayerOptions, set_defaults
+from .options import MegaEncoderSizes, MegaLayerOptions, layer_config, model_config, resolve_model_config, set_defaults
 
 CLS_SYMBOL = "<CLS>"
-CLASSIFIER_ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "silu": F.silu, "tanh": torch.tanh}
+CLASSIFIER_ACTIVATIONS = ACTIVATION_FNS
 TRANSFORMER_ACTIVATIONS = ("relu", "gelu", "tanh")
 LAYER_TYPES = ("mega", "transformer")
 SEN_REP_TYPES = ("cls", "mp")
 PAIR_INTERACTIONS = ("nli", "concat")
 
 
-@dataclass
+@model_config("lra")
 class MegaLRAConfig(MegaLayerOptions, MegaEncoderSizes):
     layer_type: ChoiceEnum(LAYER_TYPES) = field(default="mega", metadata={"help": "encoder body: Mega, or fairseq's Transformer (baseline)"})
     encoder_attention_heads: int = field(default=8, metadata={"help": "attention heads (--layer-type transformer only)"})
-    rel_pos_bias: ChoiceEnum(REL_POS_BIASES) = field(default="simple", metadata={"help": "relative position bias: simple or rotary"})
-    normalization_type: ChoiceEnum(NORM_TYPES) = field(default="scalenorm", metadata={"help": "normalization layer"})
-    normalize_before: bool = field(default=False, metadata={"help": "pre-norm (adds a final norm after the last layer)"})
-    truncation_length: Optional[int] = field(default=1024, metadata={"help": "truncate the EMA kernel to this many positions"})
     normalize_embedding: bool = field(default=False, metadata={"help": "normalize the input embeddings"})
     max_positions: int = field(default=1024, metadata={"help": "longest input the model accepts, <CLS> included"})
     sentence_class_num: int = field(default=2, metadata={"help": "number of classes"})
@@ -130,7 +125,8 @@ class LRAModel(BaseFairseqModel):
                 nn.init.zeros_(linear.bias)
 
     @classmethod
-    def build_model(cls, cfg: MegaLRAConfig, task):
+    def build_model(cls, cfg, task):
+        cfg = resolve_model_config(cfg, MegaLRAConfig)
         if cfg.sentence_class_num < 2:
             raise ValueError(f"--sentence-class-num must be at least 2, got {cfg.sentence_class_num}")
         dictionary = task.source_dictionary
@@ -151,8 +147,13 @@ class LRAModel(BaseFairseqModel):
         else:
             embed = PixelEmbedding(cfg.encoder_embed_dim) if pixel_input else None
             encoder = MegaEncoder(
-                cfg, dictionary, embed, max_positions=cfg.max_positions,
-                normalize_embedding=cfg.normalize_embedding, final_norm=cfg.normalize_before,
+                layer_config(cfg, "encoder", max_positions=max(cfg.max_positions, 1), max_positions_option="max_positions"),
+                cfg.encoder_layers,
+                dictionary,
+                embed,
+                max_positions=cfg.max_positions,
+                normalize_embedding=cfg.normalize_embedding,
+                final_norm=cfg.normalize_before,
             )
         return cls(cfg, encoder, pixel_input, paired, cls_index)
 

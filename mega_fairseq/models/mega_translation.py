@@ -1,7 +1,8 @@
 """`mega`: the Mega encoder-decoder for fairseq's `translation` task (the paper's WMT'16 en-de setting).
 
 Encoder: `MegaEncoder` (bidirectional EMA, full or chunked attention).  Decoder: `MegaDecoder`
-(causal EMA and attention) with gated cross-attention in every layer.  Presets keep the original
+(causal EMA and attention) with gated cross-attention in every layer.  Defaults:
+`options.MODEL_DEFAULTS["mega"]` over the shared options.  Presets keep the original
 fork's names and hyperparameters: `mega` (the config defaults = its `base_architecture`), `mega_wmt_en_de`,
 `mega_wmt_en_de_big`; `mega_translation_tiny` is for tests and CPU demos.
 
@@ -15,30 +16,34 @@ token at its true position whatever padding the batch has: a sentence translates
 or in any batch.
 """
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Optional
 
 import torch
-from fairseq.dataclass import ChoiceEnum
 from fairseq.models import FairseqEncoderDecoderModel, register_model, register_model_architecture
 from fairseq.utils import safe_getattr
 from omegaconf import II
 from torch import Tensor
 
-from ..modules.config import REL_POS_BIASES
+from .decoder import MegaDecoder
 from .encoder import MegaEncoder, build_embedding, right_align_order
-from .mega_lm import MegaDecoder
-from .options import MegaDecoderSizes, MegaDecoderStructureOptions, MegaEncoderSizes, MegaLayerOptions, set_defaults
+from .options import (
+    MegaDecoderSizes,
+    MegaDecoderStructureOptions,
+    MegaEncoderSizes,
+    MegaLayerOptions,
+    decoder_structure,
+    layer_config,
+    model_config,
+    resolve_model_config,
+    set_defaults,
+)
 
 DEFAULT_MAX_POSITIONS = 1024
 
 
-@dataclass
+@model_config("mega")
 class MegaTranslationConfig(MegaLayerOptions, MegaEncoderSizes, MegaDecoderSizes, MegaDecoderStructureOptions):
-    # defaults = the original fork's `mega` base_architecture (post-norm, layernorm, simple bias, truncation 1024)
-    rel_pos_bias: ChoiceEnum(REL_POS_BIASES) = field(default="simple", metadata={"help": "relative position bias: simple or rotary"})
-    normalize_before: bool = field(default=False, metadata={"help": "pre-norm (adds a final norm after the last encoder/decoder layer)"})
-    truncation_length: Optional[int] = field(default=1024, metadata={"help": "truncate the EMA kernel to this many positions"})
     share_all_embeddings: bool = field(
         default=False, metadata={"help": "share encoder, decoder and output embeddings (needs a joined dictionary and equal embed dims)"}
     )
@@ -50,17 +55,6 @@ def dictionary_digest(dictionary) -> int:
     """A 63-bit fingerprint of a dictionary's symbols (in order), stored with the weights."""
     digest = hashlib.sha256("\n".join(dictionary.symbols).encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "little") >> 1
-
-
-class _Overrides:
-    """`args` with a few attributes replaced (read-only view)."""
-
-    def __init__(self, base, **values):
-        self.__dict__.update(_base=base, _values=values)
-
-    def __getattr__(self, name):
-        values = self.__dict__["_values"]
-        return values[name] if name in values else getattr(self.__dict__["_base"], name)
 
 
 class MegaTranslationEncoder(MegaEncoder):
@@ -85,52 +79,59 @@ class MegaTranslationEncoder(MegaEncoder):
 class MegaTranslationModel(FairseqEncoderDecoderModel):
     """forward(src_tokens (B, S), src_lengths (B,), prev_output_tokens (B, T)) -> (logits (B, T, V), extra)."""
 
-    def __init__(self, args, encoder, decoder):
+    def __init__(self, cfg, encoder, decoder):
         super().__init__(encoder, decoder)
-        self.args = args
+        self.args = cfg
         digests = [dictionary_digest(encoder.dictionary), dictionary_digest(decoder.dictionary)]
         self.register_buffer("dictionary_digest", torch.tensor(digests, dtype=torch.long))
 
     @classmethod
-    def build_model(cls, args, task):
+    def build_model(cls, cfg, task):
+        cfg = resolve_model_config(cfg, MegaTranslationConfig)
         for name in ("max_source_positions", "max_target_positions"):
-            if safe_getattr(args, name, None) is None:
-                setattr(args, name, DEFAULT_MAX_POSITIONS)
-        if args.tie_adaptive_weights:
+            if safe_getattr(cfg, name, None) is None:
+                setattr(cfg, name, DEFAULT_MAX_POSITIONS)
+        if cfg.tie_adaptive_weights:
             raise ValueError("--tie-adaptive-weights needs adaptive input embeddings, which the translation model does not have")
         src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
-        encoder_embed = build_embedding(len(src_dict), args.encoder_embed_dim, src_dict.pad())
-        if args.share_all_embeddings:
+        encoder_embed = build_embedding(len(src_dict), cfg.encoder_embed_dim, src_dict.pad())
+        if cfg.share_all_embeddings:
             if src_dict != tgt_dict:
                 raise ValueError(
                     "--share-all-embeddings needs one dictionary for both languages: binarize with "
                     "fairseq-preprocess --joined-dictionary (or drop the option)"
                 )
-            if args.encoder_embed_dim != args.decoder_embed_dim:
+            if cfg.encoder_embed_dim != cfg.decoder_embed_dim:
                 raise ValueError(
-                    f"--share-all-embeddings needs --encoder-embed-dim ({args.encoder_embed_dim}) == "
-                    f"--decoder-embed-dim ({args.decoder_embed_dim})"
+                    f"--share-all-embeddings needs --encoder-embed-dim ({cfg.encoder_embed_dim}) == "
+                    f"--decoder-embed-dim ({cfg.decoder_embed_dim})"
                 )
             decoder_embed = encoder_embed
-            args.share_decoder_input_output_embed = True
+            cfg.share_decoder_input_output_embed = True
         else:
-            decoder_embed = build_embedding(len(tgt_dict), args.decoder_embed_dim, tgt_dict.pad())
+            decoder_embed = build_embedding(len(tgt_dict), cfg.decoder_embed_dim, tgt_dict.pad())
+        source_positions, target_positions = cfg.max_source_positions, cfg.max_target_positions
+        structure = decoder_structure(cfg)
         encoder = MegaTranslationEncoder(
-            args,
+            layer_config(cfg, "encoder", max_positions=max(source_positions, 1), max_positions_option="max_source_positions"),
+            cfg.encoder_layers,
             src_dict,
             encoder_embed,
-            max_positions=args.max_source_positions,
-            scale_embedding=not args.no_scale_embedding,
-            normalize_embedding=args.normalize_embedding,
-            final_norm=args.normalize_before and not args.no_final_norm,
-            final_norm_affine=not args.no_affine_final_norm,
+            max_positions=source_positions,
+            **{name: structure[name] for name in ("scale_embedding", "normalize_embedding", "final_norm", "final_norm_affine")},
         )
         # as in the original, the decoder's simple bias spans max(source, target) positions: cross-attention
         # relates target position i to source position j
-        span = max(args.max_source_positions, args.max_target_positions)
-        decoder = MegaDecoder(_Overrides(args, max_target_positions=span), tgt_dict, decoder_embed, cross_attention=True)
-        decoder.max_target_positions = args.max_target_positions
-        return cls(args, encoder, decoder)
+        span, span_option = max((target_positions, "max_target_positions"), (source_positions, "max_source_positions"))
+        decoder = MegaDecoder(
+            layer_config(cfg, "decoder", max_positions=max(span, 1), max_positions_option=span_option, cross_attention=True),
+            cfg.decoder_layers,
+            tgt_dict,
+            decoder_embed,
+            max_positions=target_positions,
+            **structure,
+        )
+        return cls(cfg, encoder, decoder)
 
     def max_positions(self):
         return (self.encoder.max_source_positions, self.decoder.max_target_positions)

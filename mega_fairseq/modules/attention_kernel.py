@@ -26,6 +26,8 @@ def relu2(x: Tensor) -> Tensor:
 
 
 ELEMENT_ACTIVATIONS = {"laplace": laplace, "relu2": relu2}
+# the vocabulary of `MegaLayerConfig.attention_activation` (`--attention-activation-fn`): softmax or an element-wise one
+ATTENTION_ACTIVATIONS = ("softmax", *ELEMENT_ACTIVATIONS)
 
 
 def visibility(
@@ -65,7 +67,9 @@ def attend(
     if activation != "softmax":
         act = ELEMENT_ACTIVATIONS.get(activation)
         if act is None:
-            raise ValueError(f"unknown attention_activation {activation!r}; choose softmax, laplace or relu2")
+            from .config import check_choice  # config imports this module for ATTENTION_ACTIVATIONS
+
+            check_choice("attention_activation", activation, ATTENTION_ACTIVATIONS)
     lead, q_len, k_len, z_dim = query.shape[:-2], query.size(-2), key.size(-2), query.size(-1)
     if key_padding_mask is not None and not bool(key_padding_mask.any()):
         key_padding_mask = None

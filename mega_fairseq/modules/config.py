@@ -1,16 +1,50 @@
-"""One options object for every Mega building block.
+"""One options object for every Mega building block, and its one validation.
 
 `MegaLayerConfig` covers the per-layer surface of HuggingFace's ``MegaConfig`` plus the
 original fork's extras.  Models (fairseq dataclass configs) and the HF converter both build
 one of these, so every module reads its sizes and switches from a single validated place.
-"""
-from dataclasses import dataclass, replace
-from typing import Optional
 
-ATTENTION_ACTIVATIONS = ("softmax", "laplace", "relu2")
-REL_POS_BIASES = ("simple", "rotary")
-NORM_TYPES = ("scalenorm", "layernorm", "rmsnorm", "batchnorm", "syncbatchnorm")
-ACTIVATIONS = ("silu", "gelu", "relu", "tanh")
+The name vocabularies come from the registries of the modules that implement them
+(`activations.ACTIVATIONS`, `attention_kernel.ATTENTION_ACTIVATIONS`, `norms.NORM_TYPES`,
+`relative_position.REL_POS_BIASES`).  A bad value raises `MegaConfigError` (a ValueError) whose
+message names the `MegaLayerConfig` fields involved; `error.renamed({field: name})` words the
+same message with the names the caller's user knows (the fairseq models: their CLI flags).
+"""
+import string
+from dataclasses import dataclass, fields, replace
+from typing import Mapping, Optional, Sequence
+
+from .activations import ACTIVATIONS
+from .attention_kernel import ATTENTION_ACTIVATIONS
+from .norms import NORM_TYPES
+from .relative_position import REL_POS_BIASES
+
+__all__ = ["ACTIVATIONS", "ATTENTION_ACTIVATIONS", "NORM_TYPES", "REL_POS_BIASES", "MegaConfigError", "MegaLayerConfig", "check_choice"]
+
+
+class MegaConfigError(ValueError):
+    """A `MegaLayerConfig` value that cannot work.
+
+    `template` is a `str.format` template: placeholders that are `MegaLayerConfig` field names stand for
+    those fields (rendered as the field name, or as `names[field]` in `renamed`), the others for `values`.
+    `fields` lists the fields the message is about, in order of appearance."""
+
+    def __init__(self, template: str, names: Optional[Mapping[str, str]] = None, **values):
+        self.template, self.values, self.names = template, values, dict(names or {})
+        known = {f.name for f in fields(MegaLayerConfig)}
+        placeholders = [name for _, name, _, _ in string.Formatter().parse(template) if name]
+        self.fields = tuple(dict.fromkeys(name for name in placeholders if name in known and name not in values))
+        super().__init__(template.format(**{f: self.names.get(f, f) for f in self.fields}, **values))
+
+    def renamed(self, names: Mapping[str, str]) -> "MegaConfigError":
+        """The same error, worded with `names[field]` (e.g. "--decoder-chunk-size") for the fields it has."""
+        return MegaConfigError(self.template, {**self.names, **names}, **self.values)
+
+
+def check_choice(field: str, value, allowed: Sequence[str]):
+    """Raises `MegaConfigError` unless `value` is one of `allowed` (the vocabulary of `field`)."""
+    if value not in allowed:
+        raise MegaConfigError("unknown {%s} {value!r}; choose one of {allowed}" % field, value=value, allowed=", ".join(allowed))
 
 
 @dataclass
@@ -61,36 +95,39 @@ class MegaLayerConfig:
         return replace(self, **changes)
 
     def validate(self):
-        def choice(name, value, allowed):
-            if value not in allowed:
-                raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
-
-        choice("attention_activation", self.attention_activation, ATTENTION_ACTIVATIONS)
-        choice("rel_pos_bias", self.rel_pos_bias, REL_POS_BIASES)
-        choice("normalization_type", self.normalization_type, NORM_TYPES)
-        choice("activation", self.activation, ACTIVATIONS)
+        """Raises `MegaConfigError` naming the first field (or combination) that cannot work."""
+        check_choice("attention_activation", self.attention_activation, ATTENTION_ACTIVATIONS)
+        check_choice("rel_pos_bias", self.rel_pos_bias, REL_POS_BIASES)
+        check_choice("normalization_type", self.normalization_type, NORM_TYPES)
+        check_choice("activation", self.activation, ACTIVATIONS)
         for name in ("embed_dim", "z_dim", "hidden_dim", "n_dim", "max_positions"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise MegaConfigError("{%s} must be a positive integer, got {value!r}" % name, value=value)
         if self.use_nffn and (not isinstance(self.ffn_dim, int) or self.ffn_dim <= 0):
-            raise ValueError(f"ffn_dim must be a positive integer when the normalized FFN is on, got {self.ffn_dim!r}")
+            raise MegaConfigError("{ffn_dim} must be a positive integer when the normalized FFN is on, got {value!r}", value=self.ffn_dim)
         if self.rel_pos_bias == "rotary" and self.z_dim % 2 != 0:
-            raise ValueError(f"rotary relative bias needs an even z_dim, got {self.z_dim}; use an even z_dim or rel_pos_bias='simple'")
+            raise MegaConfigError(
+                "rotary relative bias needs an even {z_dim}, got {value}; use an even {z_dim} or {rel_pos_bias} 'simple'", value=self.z_dim
+            )
         if self.chunk_size is not None and self.chunk_size != -1 and self.chunk_size <= 0:
-            raise ValueError(f"chunk_size must be a positive number of tokens (or -1 for no chunking), got {self.chunk_size}")
+            raise MegaConfigError(
+                "{chunk_size} must be a positive number of tokens (or -1 for no chunking), got {value}", value=self.chunk_size
+            )
         if self.truncation is not None and self.truncation <= 0:
-            raise ValueError(f"truncation must be a positive kernel length or None, got {self.truncation}")
+            raise MegaConfigError("{truncation} must be a positive kernel length or None, got {value}", value=self.truncation)
         if self.causal and self.bidirectional:
-            raise ValueError("a causal (decoder) layer cannot use a bidirectional EMA: set bidirectional=False")
+            raise MegaConfigError("a causal (decoder) layer cannot use a bidirectional EMA: set {bidirectional}=False")
         if self.cross_attention and not self.causal:
-            raise ValueError("gated cross-attention belongs to decoder layers: set causal=True")
+            raise MegaConfigError("gated cross-attention belongs to decoder layers: set {causal}=True")
         if self.rel_pos_bias == "simple" and self.chunked and self.chunk_size > self.max_positions:
-            raise ValueError(
-                f"chunk_size {self.chunk_size} exceeds max_positions {self.max_positions} of the simple relative bias; "
-                "raise max_positions or use a smaller chunk"
+            raise MegaConfigError(
+                "{chunk_size} {chunk} exceeds {max_positions} {limit} of the simple relative bias; "
+                "raise {max_positions} or use a smaller chunk",
+                chunk=self.chunk_size,
+                limit=self.max_positions,
             )
         for name in ("dropout", "hidden_dropout", "attention_dropout", "ffn_hidden_dropout"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {value}")
+                raise MegaConfigError("{%s} must be in [0, 1), got {value}" % name, value=value)

@@ -14,10 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .activations import ACTIVATION_FNS
 from .attention_kernel import attend
 from .config import MegaLayerConfig
 from .dropout import MegaDropout
-from .gated_attention import ACTIVATION_FNS, State, check_padding_mask
+from .gated_attention import State, check_padding_mask
 from .norms import build_norm
 from .relative_position import build_relative_bias
 

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .activations import ACTIVATION_FNS
 from .attention_kernel import attend
 from .config import MegaLayerConfig
 from .dropout import MegaDropout
@@ -26,8 +27,6 @@ from .norms import build_norm
 from .relative_position import build_relative_bias
 
 State = Dict[str, Tensor]
-
-ACTIVATION_FNS = {"silu": F.silu, "gelu": F.gelu, "relu": F.relu, "tanh": torch.tanh}
 
 
 def check_padding_mask(padding_mask: Optional[Tensor], batch: int, length: int, what: str = "padding_mask") -> Optional[Tensor]:

@@ -3,9 +3,9 @@ from typing import Optional
 
 from torch import Tensor, nn
 
+from .activations import ACTIVATION_FNS
 from .config import MegaLayerConfig
 from .dropout import MegaDropout
-from .gated_attention import ACTIVATION_FNS
 from .norms import build_norm
 
 

@@ -5,6 +5,9 @@ statistics over the batch and time, and never over padding (pass `padding_mask`,
 padding).  syncbatchnorm all-reduces those statistics across the default process group and
 falls back to plain batchnorm when there is none.  Parameter and buffer names follow
 torch.nn (weight, bias, running_mean, running_var, num_batches_tracked).
+
+`NORMS` is the registry (name -> builder(dim, eps, affine)); `NORM_TYPES` (its names) is the vocabulary
+that `MegaLayerConfig` validates and the fairseq models offer as `--normalization-type`.
 """
 import functools
 from typing import Optional
@@ -113,13 +116,19 @@ class MaskedBatchNorm(nn.Module):
         return out.to(x.dtype).view(shape)
 
 
+NORMS = {
+    "scalenorm": lambda dim, eps, affine: ScaleNorm(eps, affine),
+    "layernorm": lambda dim, eps, affine: (apex_layer_norm_class() or LayerNorm)(dim, eps=eps, elementwise_affine=affine),
+    "rmsnorm": lambda dim, eps, affine: RMSNorm(dim, eps, affine),
+    "batchnorm": lambda dim, eps, affine: MaskedBatchNorm(dim, eps=eps, affine=affine),
+    "syncbatchnorm": lambda dim, eps, affine: MaskedBatchNorm(dim, eps=eps, affine=affine, sync=True),
+}
+NORM_TYPES = tuple(NORMS)
+
+
 def build_norm(norm_type: str, dim: int, eps: float = 1e-5, affine: bool = True) -> nn.Module:
-    if norm_type == "scalenorm":
-        return ScaleNorm(eps, affine)
-    if norm_type == "layernorm":
-        return (apex_layer_norm_class() or LayerNorm)(dim, eps=eps, elementwise_affine=affine)
-    if norm_type == "rmsnorm":
-        return RMSNorm(dim, eps, affine)
-    if norm_type in ("batchnorm", "syncbatchnorm"):
-        return MaskedBatchNorm(dim, eps=eps, affine=affine, sync=norm_type == "syncbatchnorm")
-    raise ValueError(f"unknown normalization_type {norm_type!r}; choose scalenorm, layernorm, rmsnorm, batchnorm or syncbatchnorm")
+    """The `norm_type` normalization of width `dim` (an unknown name: `config.MegaConfigError`)."""
+    from .config import check_choice  # config imports this module for NORM_TYPES
+
+    check_choice("normalization_type", norm_type, NORM_TYPES)
+    return NORMS[norm_type](dim, eps, affine)

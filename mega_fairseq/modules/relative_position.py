@@ -9,6 +9,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+# the vocabulary of `MegaLayerConfig.rel_pos_bias` (`--rel-pos-bias`), built by `build_relative_bias`
+REL_POS_BIASES = ("simple", "rotary")
+
 
 class SimpleRelativePositionalBias(nn.Module):
     """A learned scalar per offset j - i in [-(P-1), P-1]; P = the longest span attended (chunk or max positions)."""
@@ -85,11 +88,12 @@ class RotaryRelativePositionalBias(nn.Module):
 
 
 def build_relative_bias(kind: str, z_dim: int, max_positions: int) -> nn.Module:
+    from .config import check_choice  # config imports this module for REL_POS_BIASES
+
+    check_choice("rel_pos_bias", kind, REL_POS_BIASES)
     if kind == "simple":
         return SimpleRelativePositionalBias(max_positions)
-    if kind == "rotary":
-        return RotaryRelativePositionalBias(z_dim)
-    raise ValueError(f"unknown rel_pos_bias {kind!r}; choose 'simple' or 'rotary'")
+    return RotaryRelativePositionalBias(z_dim)  # kind == "rotary"
 
 
 def recenter_simple_bias(weight: Tensor, new_numel: int, center: int = None, new_center: int = None) -> Tensor:
