@@ -32,6 +32,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from ..models.options import size_options
+from ..modules.activations import ACTIVATIONS
 from ..modules.relative_position import recenter_simple_bias
 from .common import KEY_FIELDS, ConversionError, build_dictionary, match_key, staging_dir
 from .hf_import import checkpoint_dict, fairseq_setup, load_exactly
@@ -99,7 +101,6 @@ ARCH_KINDS = [
     (re.compile(r"mega_lra_.*$"), "lra", "lra"),
 ]
 TASKS = {"lm": "language_modeling", "translation": "translation"}
-ACTIVATIONS = ("silu", "gelu", "relu", "tanh")
 # pattern fields of the tables above ({i} and {rest} as in common.KEY_FIELDS)
 FIELDS = {**KEY_FIELDS, "blk": r"mega_layer|cross_attn|nffn", "layer": r".+"}
 
@@ -177,18 +178,18 @@ def _layer_options(args, *, lra: bool) -> Dict[str, Any]:
     }
 
 
-# options: size fields rebuilt here; see models/options.py
 def _sizes(args, side: str, *, ffn_default, lra: bool = False) -> Dict[str, Any]:
     ffn = _get(args, f"{side}_ffn_embed_dim", ffn_default)
-    return {
-        f"{side}_layers": _get(args, f"{side}_layers", 6),
-        f"{side}_embed_dim": _get(args, f"{side}_embed_dim", 512),
-        f"{side}_hidden_dim": _get(args, f"{side}_hidden_dim", 1024),
-        f"{side}_ffn_embed_dim": ffn if ffn and ffn > 0 else 0,
-        f"{side}_z_dim": _get(args, "z_dim" if lra else f"{side}_z_dim", 128),
-        f"{side}_n_dim": _get(args, "n_dim" if lra else f"{side}_n_dim", 16),
-        f"{side}_chunk_size": _get(args, "chunk_size" if lra else f"{side}_chunk_size", -1),
-    }
+    return size_options(
+        side,
+        layers=_get(args, f"{side}_layers", 6),
+        embed_dim=_get(args, f"{side}_embed_dim", 512),
+        hidden_dim=_get(args, f"{side}_hidden_dim", 1024),
+        ffn_embed_dim=ffn if ffn and ffn > 0 else 0,
+        z_dim=_get(args, "z_dim" if lra else f"{side}_z_dim", 128),
+        n_dim=_get(args, "n_dim" if lra else f"{side}_n_dim", 16),
+        chunk_size=_get(args, "chunk_size" if lra else f"{side}_chunk_size", -1),
+    )
 
 
 def _check_input_dim(args, embed_default: int = 512):

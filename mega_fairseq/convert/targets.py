@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models.heads import HEAD_KINDS, HeadKind, head_spec
+from ..models.options import size_options
 from ..modules import MegaLayerConfig, MegaStack
 from .common import decoder_inputs, hf_token_types_for_probe, task_dictionary
 from .hf_names import (
@@ -92,18 +93,18 @@ def layer_options_from_hf(hf_config) -> Dict[str, Any]:
     }
 
 
-# options: size fields rebuilt here; see models/options.py
 def size_options_from_hf(hf_config, side: str) -> Dict[str, int]:
     """`{side}_layers`, `{side}_embed_dim`, ... from an HF config."""
-    return {
-        f"{side}_layers": hf_config.num_hidden_layers,
-        f"{side}_embed_dim": hf_config.hidden_size,
-        f"{side}_hidden_dim": hf_config.intermediate_size,
-        f"{side}_ffn_embed_dim": hf_config.nffn_hidden_size,
-        f"{side}_z_dim": hf_config.shared_representation_size,
-        f"{side}_n_dim": hf_config.ema_projection_size,
-        f"{side}_chunk_size": hf_config.chunk_size if hf_config.use_chunking else -1,
-    }
+    return size_options(
+        side,
+        layers=hf_config.num_hidden_layers,
+        embed_dim=hf_config.hidden_size,
+        hidden_dim=hf_config.intermediate_size,
+        ffn_embed_dim=hf_config.nffn_hidden_size,
+        z_dim=hf_config.shared_representation_size,
+        n_dim=hf_config.ema_projection_size,
+        chunk_size=hf_config.chunk_size if hf_config.use_chunking else -1,
+    )
 
 
 class Target:
