@@ -17,9 +17,11 @@ from torch import Tensor, nn
 from .attention_kernel import attend
 from .config import MegaLayerConfig
 from .dropout import MegaDropout
-from .gated_attention import ACTIVATION_FNS, State, check_padding_mask
+from .gated_attention import ACTIVATION_FNS
+from .masking import check_padding_mask
 from .norms import build_norm
 from .relative_position import build_relative_bias
+from .state import State
 
 
 class GatedCrossAttention(nn.Module):
