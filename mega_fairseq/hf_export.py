@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from . import plugin  # noqa: F401  registers the models so checkpoints can be built
 from .hf_targets import Target, target_for_fairseq_model
 
 TOLERANCE = 1e-4
@@ -190,7 +191,6 @@ def main(argv=None):
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     parser.add_argument("--no-verify", action="store_true", help="skip reloading with transformers and comparing outputs")
     args = parser.parse_args(argv)
-    import mega_fairseq  # noqa: F401  registers the models so the checkpoint can be built
 
     try:
         diff = export(args.checkpoint, args.out_dir, args.data, args.head, args.dtype, args.spm, verify=not args.no_verify)

@@ -23,6 +23,7 @@ from typing import Any, Dict, List
 
 import torch
 
+from . import plugin  # noqa: F401  registers the models
 from .hf_targets import target_for_hf_class
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -240,7 +241,6 @@ def main(argv=None):
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="dtype of the saved weights")
     parser.add_argument("--no-verify", action="store_true", help="skip comparing outputs with transformers")
     args = parser.parse_args(argv)
-    import mega_fairseq  # noqa: F401  registers the models
 
     try:
         diff = import_hf(args.hf_dir, args.out_checkpoint, args.head, args.dtype, verify=not args.no_verify)

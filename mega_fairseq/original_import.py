@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from . import plugin  # noqa: F401  registers our models and tasks with fairseq
 from .hf_import import ImportError_, _load_exactly, build_dictionary, checkpoint_dict, fairseq_setup
 from .hf_names import SIMPLE_BIAS, _recenter
 
@@ -272,9 +273,9 @@ OPTIONS = {"lm": lm_options, "translation": translation_options, "lra": lra_opti
 # ---------------------------------------------------------------- reading, converting, writing
 def read_original(path: str) -> Tuple[argparse.Namespace, Dict[str, torch.Tensor]]:
     """(args, state dict) of a fork checkpoint, loaded with weights_only=True."""
-    from . import _compat
+    from .fairseq_patches import allow_fairseq_checkpoint_globals
 
-    _compat.allow_fairseq_checkpoint_globals()
+    allow_fairseq_checkpoint_globals()
     if not os.path.isfile(path):
         raise ImportError_(f"{path} does not exist")
     try:
@@ -361,8 +362,6 @@ def import_original(checkpoint: str, out_checkpoint: str, data: Optional[str] = 
     """Writes OUT_CHECKPOINT (+ placeholder dictionaries when `data` is None); returns our arch."""
     from fairseq import checkpoint_utils
     from fairseq.models import ARCH_MODEL_REGISTRY
-
-    import mega_fairseq  # noqa: F401  registers our models and tasks
 
     if ema_variant not in EMA_VARIANTS:
         raise ImportError_(f"unknown --ema-variant {ema_variant!r}; choose {' or '.join(EMA_VARIANTS)}")

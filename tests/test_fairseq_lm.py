@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-import mega_fairseq  # noqa: F401  registers the plugin
+import mega_fairseq.plugin  # noqa: F401  registers the plugin
 from fairseq.data import Dictionary
 from fairseq.models import ARCH_MODEL_REGISTRY
 

@@ -1,5 +1,5 @@
 """Mixed precision on CPU: long chunked forward in fp16/bf16 vs fp32, and fairseq-train with
---fp16, --memory-efficient-fp16, --bf16 (made to work on CPU by mega_fairseq/_precision.py) and --amp."""
+--fp16, --memory-efficient-fp16, --bf16 (made to work on CPU by mega_fairseq/fairseq_patches.py) and --amp."""
 import copy
 import importlib.util
 import re
