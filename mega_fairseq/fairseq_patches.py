@@ -99,7 +99,8 @@ def patch_once(
     replacement re-wrapped as a classmethod.  Returns True when the patch is in place afterwards.
     """
     is_class = inspect.isclass(owner)
-    where = f"{owner.__module__}.{owner.__qualname__}.{name}" if is_class else f"{getattr(owner, '__name__', owner)}.{name}"
+    where = f"{owner.__module__}.{owner.__qualname__}" if is_class else getattr(owner, "__name__", repr(owner))
+    where = f"{where}.{name}"
     version = fairseq_version()
     if not any(version.startswith(prefix) for prefix in versions):
         logger.warning("not patching %s (%s): written for fairseq %s, found fairseq %s", where, purpose,

@@ -190,6 +190,7 @@ def test_finetune_from_masked_lm_checkpoint_and_answer(squad, mlm_checkpoint, tm
 
     # every validation example is scored, whatever --required-batch-size-multiple (fairseq drops uneven last batches)
     from fairseq.tasks import TASK_REGISTRY
+
     from mega_fairseq.tasks.extractive_qa import ExtractiveQAConfig
 
     task = TASK_REGISTRY["mega_extractive_qa"].setup_task(ExtractiveQAConfig(data=str(data), max_positions=32, doc_stride=16, train_subset="train"))

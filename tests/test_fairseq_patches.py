@@ -4,7 +4,6 @@ import logging
 import types
 
 import fairseq
-import pytest
 
 from mega_fairseq import fairseq_patches
 from mega_fairseq.fairseq_patches import PATCH_MARK, patch_once

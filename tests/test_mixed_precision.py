@@ -10,9 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import LM_TRAIN_ARGS, fairseq_cli
 from mega_fairseq.modules import MegaLayerConfig, MegaStack
 from mega_fairseq.testing import randomize_
+
+from conftest import LM_TRAIN_ARGS, fairseq_cli
 
 # measured max |half - fp32| / max |fp32| over all 8192 positions: fp16 2.7e-3, bf16 2.1e-2 (see README)
 LONG_TOL = {torch.float16: 1e-2, torch.bfloat16: 6e-2}

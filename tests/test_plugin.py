@@ -91,20 +91,24 @@ def test_fairseq_import_user_module():
 def _fresh_python(code: str) -> str:
     """Runs `code` in a new interpreter (this checkout first on sys.path); returns its stdout."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
 
-@pytest.mark.parametrize("module", ["mega_fairseq", "mega_fairseq.modules", "mega_fairseq.metrics", "mega_fairseq.testing"])
+@pytest.mark.parametrize(
+    "module", ["mega_fairseq", "mega_fairseq.modules", "mega_fairseq.metrics", "mega_fairseq.testing"]
+)
 def test_building_blocks_import_without_fairseq(module):
     """The torch-only parts import neither fairseq nor the plugin, and change no torch setting."""
     out = _fresh_python(
         "import sys, torch\n"
         "safe = list(torch.serialization.get_safe_globals())\n"
         f"import {module}\n"
-        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('fairseq', 'hydra', 'omegaconf')\n"
-        "                or m in ('mega_fairseq.plugin', 'mega_fairseq.models', 'mega_fairseq.tasks', 'mega_fairseq.criterions'))\n"
+        "plugin = ('mega_fairseq.plugin', 'mega_fairseq.models', 'mega_fairseq.tasks', 'mega_fairseq.criterions')\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('fairseq', 'hydra', 'omegaconf') or m in plugin)\n"
         "print(loaded, list(torch.serialization.get_safe_globals()) == safe)\n"
     )
     assert out.strip() == "[] True"
@@ -116,7 +120,8 @@ REGISTERED = (
     "from fairseq.models import ARCH_MODEL_REGISTRY\n"
     "from fairseq.tasks import TASK_REGISTRY\n"
     "print('mega_lm_tiny' in ARCH_MODEL_REGISTRY, 'mega_translation_tiny' in ARCH_MODEL_REGISTRY,\n"
-    "      'lra-text' in TASK_REGISTRY, 'mega_extractive_qa' in TASK_REGISTRY, 'lra_cross_entropy' in CRITERION_REGISTRY,\n"
+    "      'lra-text' in TASK_REGISTRY, 'mega_extractive_qa' in TASK_REGISTRY,\n"
+    "      'lra_cross_entropy' in CRITERION_REGISTRY,\n"
     "      getattr(utils.call_main, '_mega_fairseq_patch', False), 'mega_fairseq.plugin' in sys.modules)\n"
 )
 

@@ -17,7 +17,9 @@ def test_parser_and_given_splits_keep_train_valid_test_order():
     assert (args.labels, args.workers, args.no_binarize, args.srcdict, args.spm) == ("A,B", 1, False, None, None)
     assert parser.description == "Title line."
     options = [a.option_strings[0] for a in parser._actions if a.option_strings][1:]
-    assert options == ["--train", "--valid", "--test", "--destdir", "--spm", "--srcdict", "--labels", "--workers", "--no-binarize"]
+    assert options == [
+        "--train", "--valid", "--test", "--destdir", "--spm", "--srcdict", "--labels", "--workers", "--no-binarize"
+    ]
     with pytest.raises(SystemExit):
         parser.parse_args(["--destdir", "out"])  # --train is required
 

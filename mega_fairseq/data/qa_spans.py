@@ -33,7 +33,8 @@ def predict_spans(start, end, qa, max_answer_len: int):
     windows = {}
     for k, example in enumerate(qa["example"].tolist()):
         off, n = int(qa["context_offset"][k]), int(qa["context_len"][k])
-        windows.setdefault(example, []).append((int(qa["window_start"][k]), start[k, off : off + n], end[k, off : off + n]))
+        window = (int(qa["window_start"][k]), start[k, off : off + n], end[k, off : off + n])
+        windows.setdefault(example, []).append(window)
     return [best_span(windows.get(i, []), max_answer_len) for i in range(len(qa["gold_spans"]))]
 
 
