@@ -33,7 +33,7 @@ setup(
     ],
     extras_require={
         "hf": HF_EXTRAS,
-        "test": ["pytest"] + HF_EXTRAS,
+        "test": ["pytest", "ruff"] + HF_EXTRAS,
     },
     entry_points={
         "console_scripts": ["mega-export-hf = mega_fairseq.convert.hf_export:main", "mega-import-hf = mega_fairseq.convert.hf_import:main", "mega-import-original = mega_fairseq.convert.original:main"],

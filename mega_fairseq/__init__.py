@@ -1,15 +1,8 @@
 """MEGA (Moving Average Equipped Gated Attention) for fairseq.
 
-Importing this package registers its models and tasks with fairseq.
+Importing this package (or its torch-only parts: `mega_fairseq.modules`, `mega_fairseq.metrics`)
+has no side effects and does not import fairseq.  fairseq sees the plugin through
+`mega_fairseq.plugin`, which registers the models, tasks and criterions and applies the fairseq
+compatibility patches; it is loaded by ``--user-dir user_dir`` and by importing any of
+`mega_fairseq.models`, `mega_fairseq.tasks` or `mega_fairseq.criterions`.
 """
-from mega_fairseq import _compat
-
-_compat.allow_fairseq_checkpoint_globals()
-
-from mega_fairseq import _distributed, _precision  # noqa: E402
-
-_distributed.apply()  # data parallel on CPU (gloo) under torchrun
-_precision.apply()  # --bf16 without torch_xla, --fp16 with CPU parameters
-
-from mega_fairseq import models, tasks  # noqa: E402,F401  (registers archs/tasks with fairseq)
-from mega_fairseq import criterions  # noqa: E402,F401  (registers criterions)

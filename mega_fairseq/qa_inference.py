@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from fairseq.data import ListDataset
 
-from .criterions.extractive_qa import predict_spans, span_logits
+from . import plugin  # noqa: F401  registers the models and tasks checkpoints are built with
+from .data.qa_spans import predict_spans, span_logits
 from .data.qa_windows import QAWindowDataset, span_text
 from .data.subword import SubwordTokenizer
 

@@ -1,10 +1,14 @@
-# Shared environment setup for scripts/test.sh and scripts/demo.sh. Source it, then call
+# Shared environment setup for scripts/test.sh and the demos (scripts/demo*.sh). Source it, then call
 #   mega_env_setup            # runtime deps:            pip install -e .
 #   mega_env_setup test       # plus test/hf extras:     pip install -e '.[test]'
 # It cds to the repository root, creates .venv if missing, activates it, installs
 # torch==2.13.0 on its own first (a later unpinned `torch` requirement would otherwise
 # make pip download a multi-GB CUDA build), then the package with constraints.txt.
 # Re-runs are quick: both steps are skipped when already done.
+# The demos start with
+#   mega_demo_start OUT_DIR... # mega_env_setup, then remove every OUT_DIR (each run starts afresh),
+#                              # create the last one (the checkpoints directory) and start the clock
+#   ... mega_demo_elapsed      # seconds since mega_demo_start
 
 MEGA_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MEGA_TORCH_VERSION="2.13.0"
@@ -42,4 +46,15 @@ mega_env_setup() {
         python -m pip install -q -c constraints.txt -e "$target"
         if [ -n "$extras" ]; then echo "$extras" > "$stamp"; else : > "$stamp"; fi
     fi
+}
+
+mega_demo_start() {
+    mega_env_setup
+    rm -rf "$@"
+    mkdir -p "${@: -1}"
+    MEGA_DEMO_START=$(date +%s)
+}
+
+mega_demo_elapsed() {
+    echo $(( $(date +%s) - MEGA_DEMO_START ))
 }

@@ -61,7 +61,6 @@ Options: --lengths, --chunks, --repeats, --quick, --threads (default: all cores)
 """
 import argparse
 import gc
-import importlib.util
 import json
 import math
 import os
@@ -83,16 +82,7 @@ PREWARM_LENGTH = 128
 
 # ---- imports ------------------------------------------------------------------------------------
 def import_ours():
-    """(MegaLayerConfig, hf_twin, stack_state_dict_from_hf) without running mega_fairseq/__init__.py.
-
-    The package __init__ imports fairseq to register models and tasks, which the layer benchmark does
-    not need (it costs seconds per process); the building blocks only need torch.  If mega_fairseq is
-    already imported, it is used as is."""
-    if "mega_fairseq" not in sys.modules:
-        spec = importlib.util.spec_from_loader("mega_fairseq", loader=None, is_package=True)
-        package = importlib.util.module_from_spec(spec)
-        package.__path__ = [str(ROOT / "mega_fairseq")]
-        sys.modules["mega_fairseq"] = package
+    """(MegaLayerConfig, hf_twin, stack_state_dict_from_hf): torch-only imports (fairseq is not loaded)."""
     from mega_fairseq.convert.hf_names import stack_state_dict_from_hf
     from mega_fairseq.modules import MegaLayerConfig
     from mega_fairseq.testing import hf_twin

@@ -15,7 +15,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_env.sh
-mega_env_setup
 
 ARCH="${ARCH:-mega_lm_tiny}"
 DEFAULT_MODEL_ARGS="--decoder-layers 4 --decoder-embed-dim 128 --decoder-hidden-dim 256 --decoder-ffn-embed-dim 256 --decoder-z-dim 64 --decoder-n-dim 16 --decoder-chunk-size 128"
@@ -28,9 +27,7 @@ TEXT=data-bin/demo_lm_text
 SPM=data-bin/demo_lm_spm
 DATA=data-bin/demo_lm
 SAVE=checkpoints/demo_lm
-rm -rf "$TEXT" "$SPM" "$DATA" "$SAVE"
-mkdir -p "$SAVE"
-start=$(date +%s)
+mega_demo_start "$TEXT" "$SPM" "$DATA" "$SAVE"
 
 echo "== 1/6 corpus: Python's reference topics and standard-library docstrings -> $TEXT"
 python scripts/make_demo_corpus.py "$TEXT"
@@ -69,7 +66,7 @@ ppl=$(grep -o 'Perplexity: [0-9.]*' "$SAVE/eval_valid.log" | tail -1)
 sample=$(grep '^D-' "$SAVE/interactive.log" | head -1 | cut -f3-)
 cat <<SUMMARY
 
-== done in $(( $(date +%s) - start )) s
+== done in $(mega_demo_elapsed) s
    validation ${ppl:-perplexity: not found (see $SAVE/eval_valid.log)}
    sample: ${sample:-none (see $SAVE/interactive.err)}
    checkpoint: $SAVE/checkpoint_best.pt (last: $SAVE/checkpoint_last.pt)

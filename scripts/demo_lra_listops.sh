@@ -17,7 +17,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_env.sh
-mega_env_setup
 
 MINUTES="${MINUTES:-10}"
 TRAIN="${TRAIN:-20000}"; VALID="${VALID:-1000}"; TEST="${TEST:-1000}"
@@ -31,9 +30,8 @@ TRANSFORMER_ARGS="${TRANSFORMER_ARGS:---encoder-layers 2 --encoder-embed-dim 64 
 RAW=data-bin/demo_lra_listops_raw
 DATA=data-bin/demo_lra_listops
 SAVE=checkpoints/demo_lra_listops
-rm -rf "$RAW" "$DATA" "$SAVE"
+mega_demo_start "$RAW" "$DATA" "$SAVE"
 mkdir -p "$SAVE/mega" "$SAVE/transformer"
-start=$(date +%s)
 
 echo "== 1/4 generate ListOps: $TRAIN/$VALID/$TEST expressions of $MIN_LEN-$MAX_LEN tokens -> $RAW"
 python scripts/make_listops.py "$RAW" --train "$TRAIN" --valid "$VALID" --test "$TEST" --min-length "$MIN_LEN" --max-length "$MAX_LEN" --seed 1
@@ -93,4 +91,4 @@ for name, arch in (("mega", "mega_lra_listop"), ("transformer", "transformer_lra
 print(f"{'majority class':<24}{'':>10}{'':>10}{'':>10}{majority:>12.1f}")
 EOF
 echo
-echo "== done in $(( $(date +%s) - start )) s; checkpoints and logs in $SAVE/{mega,transformer}"
+echo "== done in $(mega_demo_elapsed) s; checkpoints and logs in $SAVE/{mega,transformer}"

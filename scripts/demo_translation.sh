@@ -15,7 +15,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_env.sh
-mega_env_setup
 
 MAX_UPDATE="${MAX_UPDATE:-300}"
 MAX_TOKENS="${MAX_TOKENS:-4096}"
@@ -28,9 +27,7 @@ TEXT=data-bin/demo_mt_text
 SPM=data-bin/demo_mt_spm
 DATA=data-bin/demo_mt
 SAVE=checkpoints/demo_mt
-rm -rf "$TEXT" "$SPM" "$DATA" "$SAVE"
-mkdir -p "$SAVE"
-start=$(date +%s)
+mega_demo_start "$TEXT" "$SPM" "$DATA" "$SAVE"
 
 # Both models: 3 encoder + 3 decoder layers, width 128, pre-norm, shared embeddings (~2M parameters).
 ARGS_mega="--arch mega_translation_tiny --encoder-layers 3 --decoder-layers 3 --encoder-embed-dim 128 --encoder-hidden-dim 256
@@ -86,7 +83,7 @@ done
 
 cat <<SUMMARY
 
-== done in $(( $(date +%s) - start )) s ($(wc -l < "$TEXT/train.en") training pairs, $(wc -l < "$TEXT/test.en") test pairs)
+== done in $(mega_demo_elapsed) s ($(wc -l < "$TEXT/train.en") training pairs, $(wc -l < "$TEXT/test.en") test pairs)
 | model       | parameters | train time | test decode | SacreBLEU |
 |-------------|------------|------------|-------------|-----------|
 $(printf '%s\n' "${summary[@]}")

@@ -17,7 +17,6 @@ Output in DESTDIR:
 The fairseq-preprocess commands are printed (--no-binarize only prints them).  Fine-tuning a
 pretrained model needs its input dictionary: pass it as --srcdict.
 """
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mega_fairseq.data.binarize import preprocess_args, run  # noqa: E402
+from mega_fairseq.data.prepare_cli import build_parser, given_splits, run_main  # noqa: E402
 from mega_fairseq.data.subword import SubwordTokenizer  # noqa: E402
 
 
@@ -77,19 +77,9 @@ def read_squad(path: Path, tokenizer: SubwordTokenizer):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--train", type=Path, required=True)
-    parser.add_argument("--valid", type=Path)
-    parser.add_argument("--test", type=Path)
-    parser.add_argument("--destdir", type=Path, required=True)
-    parser.add_argument("--spm", help="sentencepiece model: split words into pieces (default: whitespace words)")
-    parser.add_argument("--srcdict", type=Path, help="input dictionary (a pretrained model's dict.txt); default: built from train")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--no-binarize", action="store_true", help="write the text files and print the fairseq-preprocess commands")
-    args = parser.parse_args(argv)
-
+    args = build_parser(__doc__).parse_args(argv)
     tokenizer = SubwordTokenizer(args.spm)
-    splits = {name: path for name, path in (("train", args.train), ("valid", args.valid), ("test", args.test)) if path}
+    splits = given_splits(args)
     text, labels = args.destdir / "text", args.destdir / "label"
     text.mkdir(parents=True, exist_ok=True)
     labels.mkdir(parents=True, exist_ok=True)
@@ -117,7 +107,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ValueError as error:
-        raise SystemExit(f"error: {error}")
+    run_main(main)

@@ -15,7 +15,6 @@ Output in DESTDIR:
 Fine-tuning a pretrained model needs its input dictionary: pass it as --srcdict.
 Labels of valid/test that the train file lacks are an error (name them all with --labels).
 """
-import argparse
 import sys
 from collections import Counter
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mega_fairseq.data.binarize import preprocess_args, run  # noqa: E402
+from mega_fairseq.data.prepare_cli import build_parser, given_splits, run_main  # noqa: E402
 from mega_fairseq.data.subword import SubwordTokenizer  # noqa: E402
 
 IGNORED = "<pad>"  # label symbol of non-first subwords; binarizes to the pad index, which the task ignores
@@ -82,22 +82,15 @@ def align(sentences, tokenizer: SubwordTokenizer, known_labels, path: Path):
     return token_lines, label_lines
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--train", type=Path, required=True)
-    parser.add_argument("--valid", type=Path)
-    parser.add_argument("--test", type=Path)
-    parser.add_argument("--destdir", type=Path, required=True)
-    parser.add_argument("--spm", help="sentencepiece model: split words into pieces (default: whitespace words)")
-    parser.add_argument("--srcdict", type=Path, help="input dictionary (a pretrained model's dict.txt); default: built from train")
+def add_label_arguments(parser):
     parser.add_argument("--labels", help="comma-separated label set (default: the labels of the train file)")
     parser.add_argument("--label-column", type=int, default=-1, help="column of the label (default: the last)")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--no-binarize", action="store_true", help="write the text files and print the fairseq-preprocess commands")
-    args = parser.parse_args(argv)
 
+
+def main(argv=None):
+    args = build_parser(__doc__, add_label_arguments).parse_args(argv)
     tokenizer = SubwordTokenizer(args.spm)
-    splits = {name: path for name, path in (("train", args.train), ("valid", args.valid), ("test", args.test)) if path}
+    splits = given_splits(args)
     data = {name: read_conll(path, args.label_column) for name, path in splits.items()}
     counts = Counter(label for _, labels, _ in data["train"] for label in labels)
     if args.labels:
@@ -124,7 +117,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ValueError as error:
-        raise SystemExit(f"error: {error}")
+    run_main(main)

@@ -7,12 +7,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import torch
 
-import mega_fairseq  # noqa: F401  (allowlists what fairseq checkpoints need for torch.load)
+import mega_fairseq.plugin  # noqa: F401  (allowlists what fairseq checkpoints need for torch.load)
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

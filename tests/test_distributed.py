@@ -1,7 +1,7 @@
 """Data-parallel training on CPU (2 gloo processes) through fairseq-train, and syncbatchnorm across ranks.
 
 fairseq-train runs under torchrun with the default DDP backend (pytorch_ddp); the plugin's patches
-(mega_fairseq/_distributed.py) make that work without CUDA.
+(mega_fairseq/fairseq_patches.py) make that work without CUDA.
 """
 import os
 import socket
@@ -87,9 +87,9 @@ def test_two_process_checkpoint_resumes_in_one_process(ddp_vs_single, lm_data, t
 def test_world_size_without_launcher_on_cpu_says_use_torchrun(monkeypatch):
     from fairseq.distributed import utils as distributed_utils
 
-    from mega_fairseq import _distributed
+    from mega_fairseq import fairseq_patches
 
-    _distributed.apply()  # idempotent; importing mega_fairseq has applied it already
+    fairseq_patches.apply()  # idempotent; loading the plugin has applied it already
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     with pytest.raises(ValueError, match="torch.distributed.run --nproc_per_node 2"):

@@ -9,8 +9,8 @@ import pytest
 import torch
 from fairseq.data import Dictionary, ListDataset
 
-import mega_fairseq  # noqa: F401  registers the plugin
-from mega_fairseq.criterions.extractive_qa import predict_spans, score_prediction
+import mega_fairseq.plugin  # noqa: F401  registers the plugin
+from mega_fairseq.data.qa_spans import predict_spans, score_prediction
 from mega_fairseq.data.qa_windows import QAWindowDataset, best_span, best_span_in_window, plan_windows, span_text
 from mega_fairseq.metrics.squad import exact_match, normalize_answer, span_exact_match, span_f1, token_f1
 
@@ -190,6 +190,7 @@ def test_finetune_from_masked_lm_checkpoint_and_answer(squad, mlm_checkpoint, tm
 
     # every validation example is scored, whatever --required-batch-size-multiple (fairseq drops uneven last batches)
     from fairseq.tasks import TASK_REGISTRY
+
     from mega_fairseq.tasks.extractive_qa import ExtractiveQAConfig
 
     task = TASK_REGISTRY["mega_extractive_qa"].setup_task(ExtractiveQAConfig(data=str(data), max_positions=32, doc_stride=16, train_subset="train"))

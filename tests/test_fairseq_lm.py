@@ -1,10 +1,10 @@
 """mega_lm through fairseq: registration, incremental decoding via fairseq's incremental_state, CLI training."""
 import pytest
 import torch
-
-import mega_fairseq  # noqa: F401  registers the plugin
 from fairseq.data import Dictionary
 from fairseq.models import ARCH_MODEL_REGISTRY
+
+import mega_fairseq.plugin  # noqa: F401  registers the plugin
 
 from conftest import LM_TRAIN_ARGS, REPO, fairseq_cli
 

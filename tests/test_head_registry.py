@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 import transformers
-
 from fairseq.data import Dictionary
+
 from mega_fairseq.convert.hf_names import ENCODER_HEAD_KEYS
 from mega_fairseq.convert.targets import EncoderHeadTarget, target_for_fairseq_model, target_for_hf_class
 from mega_fairseq.models.heads import HEAD_KINDS, head_kind, head_spec, head_spec_from_state_dict

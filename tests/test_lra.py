@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-import mega_fairseq  # noqa: F401  registers the plugin
+import mega_fairseq.plugin  # noqa: F401  registers the plugin
 from fairseq.models import ARCH_MODEL_REGISTRY
 
 from conftest import REPO, fairseq_cli

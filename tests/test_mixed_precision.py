@@ -1,5 +1,5 @@
 """Mixed precision on CPU: long chunked forward in fp16/bf16 vs fp32, and fairseq-train with
---fp16, --memory-efficient-fp16, --bf16 (made to work on CPU by mega_fairseq/_precision.py) and --amp."""
+--fp16, --memory-efficient-fp16, --bf16 (made to work on CPU by mega_fairseq/fairseq_patches.py) and --amp."""
 import copy
 import importlib.util
 import re
@@ -10,9 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import LM_TRAIN_ARGS, fairseq_cli
 from mega_fairseq.modules import MegaLayerConfig, MegaStack
 from mega_fairseq.testing import randomize_
+
+from conftest import LM_TRAIN_ARGS, fairseq_cli
 
 # measured max |half - fp32| / max |fp32| over all 8192 positions: fp16 2.7e-3, bf16 2.1e-2 (see README)
 LONG_TOL = {torch.float16: 1e-2, torch.bfloat16: 6e-2}

@@ -5,9 +5,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-
-import mega_fairseq  # noqa: F401  registers the plugin
 from fairseq.data import Dictionary
+
+import mega_fairseq.plugin  # noqa: F401  registers the models, tasks and criterions
 
 from conftest import REPO
 
@@ -95,9 +95,9 @@ def test_every_layer_config_field_a_user_sets_has_a_flag():
 
 
 def test_size_fields_are_declared_once_per_side():
-    from mega_fairseq.models.options import MegaDecoderSizes, MegaEncoderSizes, size_fields, size_options
     from mega_fairseq.models.mega_encoder import MegaEncoderConfig
     from mega_fairseq.models.mega_lm import MegaLMConfig
+    from mega_fairseq.models.options import MegaDecoderSizes, MegaEncoderSizes, size_fields, size_options
 
     def declared(cls):
         return tuple(f.name for f in dataclasses.fields(cls) if not f.name.startswith("_"))  # FairseqDataclass has _name

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import mega_fairseq  # noqa: F401  registers the plugin
+import mega_fairseq.plugin  # noqa: F401  registers the plugin
 from fairseq import options
 from fairseq.data import Dictionary
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf

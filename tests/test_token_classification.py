@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-import mega_fairseq  # noqa: F401  registers the plugin
+import mega_fairseq.plugin  # noqa: F401  registers the plugin
 from mega_fairseq.data.token_labels import IGNORE_INDEX
 from mega_fairseq.metrics.bio import chunk_counts, extract_chunks, precision_recall_f1
 from mega_fairseq.tasks.token_classification import TokenClassificationConfig, TokenClassificationTask

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from .. import plugin  # noqa: F401  registers the models so the checkpoint can be built
 from .common import DTYPES, TOLERANCE, ConversionError, move_into, probe_tokens, staging_dir, task_dictionary
 from .targets import Target, target_for_fairseq_model
 
@@ -200,7 +201,6 @@ def main(argv=None):
         "--no-verify", action="store_true", help="skip reloading with transformers and comparing outputs"
     )
     args = parser.parse_args(argv)
-    import mega_fairseq  # noqa: F401  registers the models so the checkpoint can be built
 
     try:
         diff = export(

@@ -23,6 +23,7 @@ from typing import Any, Dict
 
 import torch
 
+from .. import plugin  # noqa: F401  registers the models
 from .common import DTYPES, TOLERANCE, ConversionError, build_dictionary, probe_tokens, staging_dir
 from .targets import target_for_hf_class
 
@@ -225,7 +226,6 @@ def main(argv=None):
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="dtype of the saved weights")
     parser.add_argument("--no-verify", action="store_true", help="skip comparing outputs with transformers")
     args = parser.parse_args(argv)
-    import mega_fairseq  # noqa: F401  registers the models
 
     try:
         diff = import_hf(args.hf_dir, args.out_checkpoint, args.head, args.dtype, verify=not args.no_verify)

@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from .. import plugin  # noqa: F401  registers our models and tasks with fairseq
 from ..models.options import size_options
 from ..modules.activations import ACTIVATIONS
 from ..modules.relative_position import recenter_simple_bias
@@ -311,9 +312,9 @@ OPTIONS = {"lm": lm_options, "translation": translation_options, "lra": lra_opti
 # ---------------------------------------------------------------- reading, converting, writing
 def read_original(path: str) -> Tuple[argparse.Namespace, Dict[str, torch.Tensor]]:
     """(args, state dict) of a fork checkpoint, loaded with weights_only=True."""
-    from .. import _compat
+    from ..fairseq_patches import allow_fairseq_checkpoint_globals
 
-    _compat.allow_fairseq_checkpoint_globals()
+    allow_fairseq_checkpoint_globals()
     if not os.path.isfile(path):
         raise ConversionError(f"{path} does not exist")
     try:
@@ -431,8 +432,6 @@ def import_original(
     """Writes OUT_CHECKPOINT (+ placeholder dictionaries when `data` is None); returns our arch."""
     from fairseq import checkpoint_utils
     from fairseq.models import ARCH_MODEL_REGISTRY
-
-    import mega_fairseq  # noqa: F401  registers our models and tasks
 
     if ema_variant not in EMA_VARIANTS:
         raise ConversionError(f"unknown --ema-variant {ema_variant!r}; choose {' or '.join(EMA_VARIANTS)}")

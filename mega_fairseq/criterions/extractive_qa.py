@@ -2,7 +2,7 @@
 
 Logits (W, T, 2) for W windows come from the model's question answering head; padding is masked
 out.  Loss = (CE(start) + CE(end)) / 2 summed over windows, sample size = W.  In validation the
-best span of every example over all its windows (`qa_windows.best_span`, ``--max-answer-len``)
+best span of every example over all its windows (`data.qa_spans`, ``--max-answer-len``)
 is scored against its gold answers: SQuAD exact match / word F1 on the normalized answer text
 when the label file has the text, else exact match / F1 of token positions.  Logged as `em` and
 `f1` (percent, averaged over the examples with a gold answer); select checkpoints with
@@ -17,48 +17,12 @@ from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
-from ..data.qa_windows import best_span, span_text
-from ..metrics.squad import exact_match, span_exact_match, span_f1, token_f1
+from ..data.qa_spans import predict_spans, score_prediction, span_logits
 
 
 @dataclass
 class ExtractiveQACriterionConfig(FairseqDataclass):
     pass
-
-
-def uses_token_types(model) -> bool:
-    return getattr(model, "type_vocab_size", 0) > 0
-
-
-def span_logits(model, sample, head_name: str, pad: int):
-    """(start, end) logits (W, T) with padding (token id `pad`) at -inf."""
-    net_input = dict(sample["net_input"])
-    if uses_token_types(model) and "token_types" in sample:
-        net_input["token_types"] = sample["token_types"]
-    logits, _ = model(**net_input, features_only=True, classification_head_name=head_name)
-    padding = sample["net_input"]["src_tokens"].eq(pad)
-    logits = logits.float().masked_fill(padding.unsqueeze(-1), float("-inf"))
-    return logits[..., 0], logits[..., 1]
-
-
-def predict_spans(start, end, qa, max_answer_len: int):
-    """Best (score, start, end) in context tokens for every example of the batch, over its windows."""
-    windows = {}
-    for k, example in enumerate(qa["example"].tolist()):
-        off, n = int(qa["context_offset"][k]), int(qa["context_len"][k])
-        windows.setdefault(example, []).append((int(qa["window_start"][k]), start[k, off : off + n], end[k, off : off + n]))
-    return [best_span(windows.get(i, []), max_answer_len) for i in range(len(qa["gold_spans"]))]
-
-
-def score_prediction(span, gold_spans, meta):
-    """(exact match, F1) in [0, 1] of a predicted (start, end), or None without a gold answer."""
-    text = span_text(meta, span[0], span[1]) if span[0] >= 0 else ""
-    answers = (meta or {}).get("answers")
-    if text is not None and answers:
-        return exact_match(text, answers), token_f1(text, answers)
-    if gold_spans:
-        return span_exact_match(span, gold_spans), span_f1(span, gold_spans)
-    return None
 
 
 @register_criterion("mega_extractive_qa", dataclass=ExtractiveQACriterionConfig)

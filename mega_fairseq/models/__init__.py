@@ -1,5 +1,6 @@
-"""Mega models registered with fairseq (importing a module registers its model and architectures)."""
-from . import mega_lm  # noqa: F401
-from . import mega_lra  # noqa: F401
-from . import mega_encoder  # noqa: F401
-from . import mega_translation  # noqa: F401
+"""Mega models registered with fairseq: `mega_lm`, `mega_lra`, `mega_encoder`, `mega_translation`.
+
+Importing this package (or any module in it) loads `mega_fairseq.plugin`, which registers every
+model, task and criterion and applies the fairseq patches; the list of registering modules is there.
+"""
+from .. import plugin  # noqa: F401

@@ -22,7 +22,14 @@ from typing import Callable, Dict, Optional, Tuple
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.options import eval_str_list
 
-from ..modules.config import ACTIVATIONS, ATTENTION_ACTIVATIONS, NORM_TYPES, REL_POS_BIASES, MegaConfigError, MegaLayerConfig
+from ..modules.config import (
+    ACTIVATIONS,
+    ATTENTION_ACTIVATIONS,
+    NORM_TYPES,
+    REL_POS_BIASES,
+    MegaConfigError,
+    MegaLayerConfig,
+)
 
 
 @dataclass

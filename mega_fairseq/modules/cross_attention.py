@@ -18,9 +18,10 @@ from .activations import ACTIVATION_FNS
 from .attention_kernel import attend
 from .config import MegaLayerConfig
 from .dropout import MegaDropout
-from .gated_attention import State, check_padding_mask
+from .masking import check_padding_mask
 from .norms import build_norm
 from .relative_position import build_relative_bias
+from .state import State
 
 
 class GatedCrossAttention(nn.Module):

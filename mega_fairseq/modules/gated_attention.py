@@ -12,7 +12,7 @@ number of chunks and cropped back; padded positions are masked.  Incremental sta
 {"ema": (B, D, N) fp32, "key": (B, c, z), "value": (B, c, H), "key_padding": (B, c) bool or absent}
 where c counts the tokens of the current chunk (all past tokens when unchunked).
 """
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -23,23 +23,10 @@ from .attention_kernel import attend
 from .config import MegaLayerConfig
 from .dropout import MegaDropout
 from .ema import MultiHeadDampedEMA
+from .masking import check_padding_mask
 from .norms import build_norm
 from .relative_position import build_relative_bias
-
-State = Dict[str, Tensor]
-
-
-def check_padding_mask(padding_mask: Optional[Tensor], batch: int, length: int, what: str = "padding_mask") -> Optional[Tensor]:
-    if padding_mask is None:
-        return None
-    if padding_mask.dim() != 2 or padding_mask.size(0) != batch or padding_mask.size(1) != length:
-        raise ValueError(
-            f"{what} must have shape (batch, length) = ({batch}, {length}), got {tuple(padding_mask.shape)}; "
-            "pass a bool tensor that is True at padding positions"
-        )
-    if padding_mask.dtype != torch.bool:
-        raise ValueError(f"{what} must be a bool tensor (True at padding), got dtype {padding_mask.dtype}")
-    return padding_mask
+from .state import State
 
 
 def pad_to_blocks(tensors, block: int, padding_mask: Optional[Tensor]):

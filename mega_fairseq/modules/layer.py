@@ -9,8 +9,9 @@ from torch import Tensor, nn
 
 from .config import MegaLayerConfig
 from .cross_attention import GatedCrossAttention
-from .gated_attention import MovingAverageGatedAttention, State
+from .gated_attention import MovingAverageGatedAttention
 from .nffn import NormalizedFeedForwardNetwork
+from .state import State
 
 
 class MegaLayer(nn.Module):

@@ -12,9 +12,10 @@ from torch import Tensor, nn
 
 from .config import MegaLayerConfig
 from .dropout import MegaDropout
-from .gated_attention import State, check_padding_mask
 from .layer import MegaLayer
+from .masking import check_padding_mask
 from .norms import build_norm
+from .state import State
 
 
 class MegaStack(nn.Module):

@@ -8,10 +8,7 @@
 - ``mega_token_classification``: per-token labels (NER, tagging) with first-subword labelling.
 - ``mega_extractive_qa``: SQuAD-style span extraction over overlapping context windows.
 
-Modules added here must be imported from this file so that importing
-``mega_fairseq`` registers them.
+Importing this package (or any module in it) loads `mega_fairseq.plugin`, which registers every
+model, task and criterion; a new task module is added to its ``REGISTERING_MODULES``.
 """
-from . import mega_language_modeling  # noqa: F401
-from . import lra  # noqa: F401
-from . import token_classification  # noqa: F401
-from . import extractive_qa  # noqa: F401
+from .. import plugin  # noqa: F401

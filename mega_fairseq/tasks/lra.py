@@ -41,10 +41,11 @@ from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
 from ..criterions import lra_cross_entropy  # noqa: F401  (registers the criterion these tasks are used with)
+from ..models.mega_lra import CLS_SYMBOL
+from ._eval_batches import KeepAllEvalBatchesMixin
 
 logger = logging.getLogger(__name__)
 
-CLS_SYMBOL = "<CLS>"
 PREPARE_HINT = "write it with scripts/prepare_lra.py TASK RAW_DIR OUT_DIR"
 
 
@@ -75,8 +76,11 @@ class PixelDataset(BaseWrapperDataset):
         return torch.stack(samples) if samples else torch.zeros(0, 0)
 
 
-class _LRATask(FairseqTask):
-    """What both LRA tasks share: labels, batching, class-count check."""
+class _LRATask(KeepAllEvalBatchesMixin, FairseqTask):
+    """What both LRA tasks share: labels, batching, class-count check.
+
+    Outside training, batches are not rounded to --required-batch-size-multiple (`KeepAllEvalBatchesMixin`):
+    fairseq's rounding drops the tail of a split (issue #5036), which would bias test accuracy."""
 
     def __init__(self, cfg: LRATaskConfig, dictionary: Optional[Dictionary], label_dictionary: Optional[Dictionary]):
         super().__init__(cfg)
@@ -161,13 +165,6 @@ class _LRATask(FairseqTask):
 
     def max_positions(self):
         return None  # the model's max_positions decides
-
-    def get_batch_iterator(self, dataset, *args, **kwargs):
-        """Outside training, batches are not rounded to --required-batch-size-multiple: fairseq's
-        rounding drops the tail of a split (issue #5036), which would bias test accuracy."""
-        if dataset is not self.datasets.get("train") and "required_batch_size_multiple" in kwargs:
-            kwargs["required_batch_size_multiple"] = 1
-        return super().get_batch_iterator(dataset, *args, **kwargs)
 
 
 @register_task("lra-text", dataclass=LRATaskConfig)

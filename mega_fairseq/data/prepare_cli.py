@@ -1,0 +1,47 @@
+"""The command-line flow the ``scripts/prepare_*.py`` fine-tuning data scripts share.
+
+Each script reads raw train/valid/test files, writes token (and label) text files under
+``--destdir``, then binarizes them with fairseq-preprocess (`binarize.preprocess_args` / `binarize.run`).
+This module holds what is the same in all of them: the split/tokenizer/dictionary/binarize options
+(`build_parser`), the splits that were given (`given_splits`), and the ``error: ...`` exit on a
+ValueError from bad input (`run_main`).
+"""
+import argparse
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+SPLITS = ("train", "valid", "test")
+
+
+def build_parser(doc: str, add_task_arguments: Optional[Callable[[argparse.ArgumentParser], None]] = None):
+    """Parser with --train (required), --valid, --test, --destdir, --spm, --srcdict, the script's own
+    options (`add_task_arguments`), then --workers and --no-binarize; described by `doc`'s first paragraph."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--train", type=Path, required=True)
+    parser.add_argument("--valid", type=Path)
+    parser.add_argument("--test", type=Path)
+    parser.add_argument("--destdir", type=Path, required=True)
+    parser.add_argument("--spm", help="sentencepiece model: split words into pieces (default: whitespace words)")
+    parser.add_argument(
+        "--srcdict", type=Path, help="input dictionary (a pretrained model's dict.txt); default: built from train"
+    )
+    if add_task_arguments is not None:
+        add_task_arguments(parser)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--no-binarize", action="store_true", help="write the text files and print the fairseq-preprocess commands"
+    )
+    return parser
+
+
+def given_splits(args) -> Dict[str, Path]:
+    """{split name: raw file} for the splits given on the command line, in train, valid, test order."""
+    return {name: getattr(args, name) for name in SPLITS if getattr(args, name)}
+
+
+def run_main(main: Callable[[], None]) -> None:
+    """Runs a script's ``main()``; a ValueError (bad input, its message names the file) exits with ``error: ...``."""
+    try:
+        main()
+    except ValueError as error:
+        raise SystemExit(f"error: {error}")
