@@ -40,7 +40,6 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
-from ..criterions import lra_cross_entropy  # noqa: F401  (registers the criterion these tasks are used with)
 from ..models.mega_lra import CLS_SYMBOL
 from ._eval_batches import KeepAllEvalBatchesMixin
 
