@@ -13,3 +13,4 @@ _precision.apply()  # --bf16 without torch_xla, --fp16 with CPU parameters
 
 from mega_fairseq import models, tasks  # noqa: E402,F401  (registers archs/tasks with fairseq)
 from mega_fairseq import criterions  # noqa: E402,F401  (registers criterions)
+from mega_fairseq import reliability; reliability.apply()  # noqa: E402,E702  (lead: fold into the patch module)
