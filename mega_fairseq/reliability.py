@@ -55,18 +55,23 @@ _written = [0]  # bytes written through atomic_write in this process (for the DI
 
 
 # ----------------------------------------------------------------------------- atomic writes
-class _LimitedFile:
-    """File wrapper that raises ENOSPC once the process has written more than DISK_LIMIT_ENV bytes."""
+class _WriteFile:
+    """Binary file wrapper that remembers a failed write (torch.save turns it into a RuntimeError) and, with
+    DISK_LIMIT_ENV set, raises ENOSPC once the process has written more than that many bytes."""
 
-    def __init__(self, f, limit):
-        self._f, self._limit = f, limit
+    def __init__(self, f, limit=None):
+        self._f, self._limit, self.error = f, limit, None
 
     def write(self, data):
-        size = len(memoryview(data).cast("B"))
-        if _written[0] + size > self._limit:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC) + f" (simulated: {DISK_LIMIT_ENV}={self._limit})")
-        _written[0] += size
-        return self._f.write(data)
+        try:
+            size = len(memoryview(data).cast("B"))
+            if self._limit is not None and _written[0] + size > self._limit:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC) + f" (simulated: {DISK_LIMIT_ENV}={self._limit})")
+            _written[0] += size
+            return self._f.write(data)
+        except OSError as err:
+            self.error = err
+            raise
 
     def __getattr__(self, name):
         return getattr(self._f, name)
@@ -92,10 +97,12 @@ def atomic_write(path):
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    limit = os.environ.get(DISK_LIMIT_ENV)
+    out = None
     try:
         with os.fdopen(fd, "wb") as f:
-            limit = os.environ.get(DISK_LIMIT_ENV)
-            yield _LimitedFile(f, int(limit)) if limit else f
+            out = _WriteFile(f, int(limit) if limit else None)
+            yield out
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
@@ -103,11 +110,12 @@ def atomic_write(path):
     except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        cause = err if isinstance(err, OSError) else getattr(out, "error", None)
+        if cause is not None and cause.errno == errno.ENOSPC:
             previous = f"{path} keeps its previous content" if os.path.exists(path) else f"{path} was not written"
             raise OSError(
                 errno.ENOSPC,
-                f"no space left on the device writing {path} ({err.strerror}); the partial file was removed and "
+                f"no space left on the device writing {path} ({cause.strerror}); the partial file was removed and "
                 f"{previous}. Free space (or pass --save-dir on another disk) and run the same command again "
                 f"to resume from the last checkpoint",
             ) from err
