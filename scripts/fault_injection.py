@@ -67,7 +67,7 @@ def num_updates(checkpoint):
 
     import mega_fairseq  # noqa: F401  (allowlists what fairseq checkpoints need for torch.load)
 
-    return torch.load(checkpoint, map_location="cpu", weights_only=False)["optimizer_history"][-1]["num_updates"]
+    return torch.load(checkpoint, map_location="cpu", weights_only=True)["optimizer_history"][-1]["num_updates"]
 
 
 def saving(save: Path) -> bool:
@@ -114,14 +114,14 @@ def full_disk_case(data, root: Path, max_update: int, checkpoint_bytes: int) -> 
     tmpfs = root / "disk_tmpfs"
     tmpfs.mkdir()
     mounted = os.geteuid() == 0 and subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={limit + 64 * 1024}", "tmpfs", str(tmpfs)], capture_output=True).returncode == 0
+        ["mount", "-t", "tmpfs", "-o", f"size={limit + 64 * 1024}", "tmpfs", str(tmpfs)], capture_output=True, check=False).returncode == 0
     if mounted:
         cases.append(("tmpfs", tmpfs, env()))
     else:
         print("full disk (tmpfs): skipped, cannot mount a tmpfs here (needs root)")
     try:
         for name, save, run_env in cases:
-            proc = subprocess.run(command(data, save, max_update), env=run_env, capture_output=True, text=True, timeout=600)
+            proc = subprocess.run(command(data, save, max_update), env=run_env, capture_output=True, text=True, timeout=600, check=False)
             log = proc.stdout + proc.stderr
             last = save / "checkpoint_last.pt"
             message = re.search(r"no space left on the device writing .*", log)
@@ -137,7 +137,7 @@ def full_disk_case(data, root: Path, max_update: int, checkpoint_bytes: int) -> 
                 subprocess.run(["umount", str(tmpfs)], check=True)
                 mounted = False
                 continue  # the tmpfs is gone with its files; the hook case checks the rerun
-            rerun = subprocess.run(command(data, save, max_update), env=env(), capture_output=True, text=True, timeout=600)
+            rerun = subprocess.run(command(data, save, max_update), env=env(), capture_output=True, text=True, timeout=600, check=False)
             loaded = LOADED.search(rerun.stdout + rerun.stderr)
             resumed_ok = rerun.returncode == 0 and loaded and int(loaded[3]) == good and num_updates(last) == max_update
             print(f"full disk ({name}): rerun without the limit resumed from {loaded[3] if loaded else None} updates, "
@@ -145,7 +145,7 @@ def full_disk_case(data, root: Path, max_update: int, checkpoint_bytes: int) -> 
             ok &= bool(resumed_ok)
     finally:
         if mounted:
-            subprocess.run(["umount", str(tmpfs)])
+            subprocess.run(["umount", str(tmpfs)], check=False)
     if ok:
         print("full disk: clear error, last good checkpoint intact")
     return ok
@@ -184,7 +184,7 @@ def run(args, root: Path) -> int:
         killed += was_killed
         in_saves += in_save
         at_kill = num_updates(save / "checkpoint_last.pt") if (save / "checkpoint_last.pt").exists() else None
-        rerun = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=600)
+        rerun = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=600, check=False)
         log = rerun.stdout + rerun.stderr
         (root / f"run{i:03d}.rerun.log").write_text(log)
         loaded = LOADED.search(log)
