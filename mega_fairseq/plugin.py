@@ -1,6 +1,7 @@
 """The fairseq plugin: importing this module makes Mega usable from fairseq.
 
-It applies the fairseq compatibility patches (`fairseq_patches.apply()`), then imports every module
+It applies the fairseq compatibility patches (`fairseq_patches.apply()`) and the crash-safety ones
+(`reliability.apply()`), then imports every module
 that registers something with fairseq (models and architectures, tasks, criterions).  This module is
 the only list of them: a new registering module is added below.
 
@@ -17,7 +18,7 @@ Importing `mega_fairseq` or `mega_fairseq.modules` does not load it (nor fairseq
 """
 import importlib
 
-from . import fairseq_patches
+from . import fairseq_patches, reliability
 
 REGISTERING_MODULES = (
     "mega_fairseq.models.mega_lm",
@@ -35,6 +36,7 @@ REGISTERING_MODULES = (
 """Modules whose import registers models/architectures, tasks or criterions with fairseq, in order."""
 
 fairseq_patches.apply()
+reliability.apply()  # crash safety: atomic checkpoints, resume fallback, finished runs, fp16 overflow on CPU
 # Each subpackage's __init__ imports this module back: harmless, it is in sys.modules by then.
 for _name in REGISTERING_MODULES:
     importlib.import_module(_name)

@@ -183,13 +183,58 @@ def write_images(out: Path, split: str, images, labels, side: int, num_classes: 
     write_labels(out, split, labels, num_classes, where)
 
 
+# what unpickling a CIFAR-10 python batch needs: numpy arrays, dtypes and scalars, and bytes written by
+# Python 3 with protocol 2 (`_codecs.encode`). None of these runs code; any other global is refused.
+CIFAR_PICKLE_GLOBALS = {
+    (module, name)
+    for core in ("numpy.core", "numpy._core")
+    for module, name in ((f"{core}.multiarray", "_reconstruct"), (f"{core}.multiarray", "scalar"), (f"{core}.numeric", "_frombuffer"))
+} | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """A pickle.Unpickler that resolves only the globals in CIFAR_PICKLE_GLOBALS.
+
+    A pickle can name any importable callable (os.system, builtins.eval, ...) and have it called while it
+    loads; the CIFAR-10 batches are plain dicts of bytes, lists and numpy arrays, so anything else is refused.
+    """
+
+    def __init__(self, file, path):
+        super().__init__(file, encoding="bytes")
+        self.path = path
+
+    def find_class(self, module, name):
+        if (module, name) in CIFAR_PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"{self.path}: refusing to unpickle {module}.{name}: a CIFAR-10 python batch holds only dicts, lists, "
+            f"bytes and numpy arrays, and loading this file could run code. Use the batches of the original "
+            f"cifar-10-python.tar.gz (https://www.cs.toronto.edu/~kriz/cifar.html)."
+        )
+
+
+def load_cifar_batch(path: Path) -> dict:
+    """One CIFAR-10 python batch (dict with b"data", b"labels") through RestrictedUnpickler."""
+    with open(path, "rb") as f:
+        try:
+            batch = RestrictedUnpickler(f, path).load()
+        except pickle.UnpicklingError as err:
+            if str(err).startswith(str(path)):
+                raise
+            raise pickle.UnpicklingError(f"{path}: not a CIFAR-10 python batch ({err})") from err
+        except (EOFError, ValueError, TypeError, IndexError, AttributeError) as err:
+            raise pickle.UnpicklingError(f"{path}: not a CIFAR-10 python batch (truncated or corrupt pickle: {err!r})") from err
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise ValueError(f"{path}: not a CIFAR-10 python batch (expected a dict with b'data' and b'labels')")
+    return batch
+
+
 def prepare_cifar10(raw: Path, out: Path, args):
     def load(name):
         path = raw / name
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: cifar10 expects RAW_DIR = cifar-10-batches-py/ with data_batch_1..5 and test_batch")
-        with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+        batch = load_cifar_batch(path)
         data = np.asarray(batch[b"data"], dtype=np.uint8)
         if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
             raise ValueError(f"{path}: expected data of shape (N, 3072) (32x32 RGB), got {data.shape}")

@@ -39,8 +39,10 @@ for f in train.en train.de newstest2013.en newstest2013.de newstest2014.en newst
     fi
 done
 for split in train newstest2013 newstest2014; do
-    if [ "$(wc -l < "$RAW/$split.en")" -ne "$(wc -l < "$RAW/$split.de")" ]; then
-        echo "prepare_wmt16_en_de: $RAW/$split.en and $RAW/$split.de have different line counts" >&2
+    n_en="$(wc -l < "$RAW/$split.en")"; n_de="$(wc -l < "$RAW/$split.de")"
+    if [ "$n_en" -ne "$n_de" ]; then
+        echo "prepare_wmt16_en_de: $RAW/$split.en has $n_en lines but $RAW/$split.de has $n_de: parallel files need" \
+             "line i of one to be the translation of line i of the other; fix or re-extract them" >&2
         exit 1
     fi
 done

@@ -13,6 +13,16 @@ from pathlib import Path
 import sentencepiece as spm
 
 
+def count_lines(path) -> int:
+    """Number of lines of a text file (a last line without a newline counts)."""
+    count, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            count += chunk.count(b"\n")
+            last = chunk[-1:]
+    return count + (last != b"\n")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("text_dir", type=Path)
@@ -33,6 +43,16 @@ def main():
     for source, _ in (pair for pairs in files.values() for pair in pairs):
         if not source.is_file():
             raise SystemExit(f"spm_prepare: missing input file {source}")
+    if args.langs:  # parallel files: line i of every language is the same sentence
+        for split, pairs in files.items():
+            counts = {source: count_lines(source) for source, _ in pairs}
+            if len(set(counts.values())) > 1:
+                listed = ", ".join(f"{source} has {n} lines" for source, n in counts.items())
+                raise SystemExit(
+                    f"spm_prepare: the {split} files of --langs {' '.join(args.langs)} differ in length: {listed}. "
+                    f"Parallel files need one sentence per line, line i of one the translation of line i of the other: "
+                    f"fix or re-extract them."
+                )
     spm.SentencePieceTrainer.train(
         input=",".join(str(source) for source, _ in files[args.splits[0]]), model_prefix=str(prefix), vocab_size=args.vocab_size,
         model_type="unigram", character_coverage=1.0, num_threads=2, minloglevel=2,

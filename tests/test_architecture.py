@@ -17,7 +17,8 @@ ALLOWED = {
     "tasks": {"models", "data", "metrics", "plugin"},
     "convert": {"models", "modules", "plugin", "fairseq_patches"},
     "fairseq_patches": set(),
-    "plugin": {"fairseq_patches"},  # imports the registering modules by name (REGISTERING_MODULES)
+    "reliability": {"fairseq_patches"},
+    "plugin": {"fairseq_patches", "reliability"},  # imports the registering modules by name (REGISTERING_MODULES)
     "qa_inference": {"data", "plugin"},
     "testing": {"convert", "modules"},
     "bench": set(),
