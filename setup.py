@@ -3,11 +3,16 @@
 Install torch first (``pip install torch==2.13.0``), then
 ``pip install -c constraints.txt -e '.[test]'``; see README.md for why.
 """
+
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
-HF_EXTRAS = ["transformers==4.57.6", "safetensors", "protobuf"]  # protobuf: sentencepiece model edits for tokenizer export
+HF_EXTRAS = [
+    "transformers==4.57.6",
+    "safetensors",
+    "protobuf",
+]  # protobuf: sentencepiece model edits for tokenizer export
 
 setup(
     name="mega_fairseq",
@@ -33,9 +38,13 @@ setup(
     ],
     extras_require={
         "hf": HF_EXTRAS,
-        "test": ["pytest", "ruff"] + HF_EXTRAS,
+        "test": ["pytest", "ruff==0.17.6"] + HF_EXTRAS,
     },
     entry_points={
-        "console_scripts": ["mega-export-hf = mega_fairseq.convert.hf_export:main", "mega-import-hf = mega_fairseq.convert.hf_import:main", "mega-import-original = mega_fairseq.convert.original:main"],
+        "console_scripts": [
+            "mega-export-hf = mega_fairseq.convert.hf_export:main",
+            "mega-import-hf = mega_fairseq.convert.hf_import:main",
+            "mega-import-original = mega_fairseq.convert.original:main",
+        ],
     },
 )

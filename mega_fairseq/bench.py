@@ -1,11 +1,13 @@
 """Measurement helpers shared by the benchmarks in scripts/: machine description, peak RSS, and the
 peak of live tensor memory from torch.profiler allocation events."""
+
 import ctypes
 import gc
 import os
 import platform
 import re
 import threading
+
 
 # ---- machine ------------------------------------------------------------------------------------
 def cpu_model() -> str:

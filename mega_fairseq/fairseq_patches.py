@@ -43,6 +43,7 @@ Adding a patch: write ``make(original) -> replacement`` and call
 ``patch_once(owner, "name", make, params=(...), purpose="...")`` from `apply()` (or from your own
 ``apply`` that `mega_fairseq.plugin` calls).
 """
+
 import argparse
 import inspect
 import logging
@@ -103,8 +104,13 @@ def patch_once(
     where = f"{where}.{name}"
     version = fairseq_version()
     if not any(version.startswith(prefix) for prefix in versions):
-        logger.warning("not patching %s (%s): written for fairseq %s, found fairseq %s", where, purpose,
-                       " or ".join(v + "x" for v in versions), version)
+        logger.warning(
+            "not patching %s (%s): written for fairseq %s, found fairseq %s",
+            where,
+            purpose,
+            " or ".join(v + "x" for v in versions),
+            version,
+        )
         return False
     raw = owner.__dict__.get(name) if is_class else None
     if (raw is None) if is_class else not hasattr(owner, name):  # a class must define it itself (not inherit it)
@@ -116,8 +122,13 @@ def patch_once(
         return True
     found = _leading_params(original)
     if found is None or found[: len(params)] != list(params):
-        logger.warning("not patching %s (%s): expected parameters (%s), found (%s)", where, purpose, ", ".join(params),
-                       "unreadable" if found is None else ", ".join(found))
+        logger.warning(
+            "not patching %s (%s): expected parameters (%s), found (%s)",
+            where,
+            purpose,
+            ", ".join(params),
+            "unreadable" if found is None else ", ".join(found),
+        )
         return False
     replacement = make(original)
     setattr(replacement, PATCH_MARK, True)
@@ -241,15 +252,41 @@ def apply() -> None:
     allow_fairseq_checkpoint_globals()
 
     cpu = "data-parallel training without CUDA"
-    patch_once(distributed_utils, "_infer_torch_distributed_launch_init", _launch_init, params=("cfg",),
-               purpose=f"{cpu} under torchrun")
-    patch_once(distributed_utils, "_infer_single_node_init", _single_node_init, params=("cfg",),
-               purpose=f"{cpu}: the error that says to use torchrun")
-    patch_once(distributed_utils, "distributed_init", _distributed_init, params=("cfg",),
-               purpose=f"{cpu}: gloo instead of nccl")
-    patch_once(distributed_fairseq_model, "DistributedDataParallel", _cpu_ddp,
-               params=("self", "module", "device_ids", "output_device"), purpose=f"{cpu}: DDP of CPU modules")
-    patch_once(distributed_utils, "call_main", _bf16_without_xla, params=("cfg", "main"),
-               purpose="--bf16 without torch_xla")
-    patch_once(fp16_optimizer._FP16OptimizerMixin, "build_fp32_params", _flat_fp32_params_on_cpu,
-               params=("cls", "args", "params", "flatten"), purpose="--fp16 with parameters on the CPU")
+    patch_once(
+        distributed_utils,
+        "_infer_torch_distributed_launch_init",
+        _launch_init,
+        params=("cfg",),
+        purpose=f"{cpu} under torchrun",
+    )
+    patch_once(
+        distributed_utils,
+        "_infer_single_node_init",
+        _single_node_init,
+        params=("cfg",),
+        purpose=f"{cpu}: the error that says to use torchrun",
+    )
+    patch_once(
+        distributed_utils,
+        "distributed_init",
+        _distributed_init,
+        params=("cfg",),
+        purpose=f"{cpu}: gloo instead of nccl",
+    )
+    patch_once(
+        distributed_fairseq_model,
+        "DistributedDataParallel",
+        _cpu_ddp,
+        params=("self", "module", "device_ids", "output_device"),
+        purpose=f"{cpu}: DDP of CPU modules",
+    )
+    patch_once(
+        distributed_utils, "call_main", _bf16_without_xla, params=("cfg", "main"), purpose="--bf16 without torch_xla"
+    )
+    patch_once(
+        fp16_optimizer._FP16OptimizerMixin,
+        "build_fp32_params",
+        _flat_fp32_params_on_cpu,
+        params=("cls", "args", "params", "flatten"),
+        purpose="--fp16 with parameters on the CPU",
+    )

@@ -16,6 +16,7 @@ What loads it:
 
 Importing `mega_fairseq` or `mega_fairseq.modules` does not load it (nor fairseq).
 """
+
 import importlib
 
 from . import fairseq_patches, reliability

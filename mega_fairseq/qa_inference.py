@@ -9,6 +9,7 @@
 The context is tokenized like `scripts/prepare_extractive_qa.py` does, windowed with the task's
 `--max-positions`/`--doc-stride`, and the best span across windows is returned as context text.
 """
+
 import argparse
 from typing import Optional, Tuple
 
@@ -49,9 +50,15 @@ class QAPredictor:
             raise ValueError("question and context must each hold at least one token")
         q, c = self._encode(q_tokens), self._encode(c_tokens)
         dataset = QAWindowDataset(
-            ListDataset([q], np.array([len(q)])), ListDataset([c], np.array([len(c)])), [[]], self.task.dictionary,
-            max_positions=cfg.max_positions, doc_stride=cfg.doc_stride, max_question_len=cfg.max_question_len,
-            meta=[{"context": context, "offsets": offsets}], by_example=True,
+            ListDataset([q], np.array([len(q)])),
+            ListDataset([c], np.array([len(c)])),
+            [[]],
+            self.task.dictionary,
+            max_positions=cfg.max_positions,
+            doc_stride=cfg.doc_stride,
+            max_question_len=cfg.max_question_len,
+            meta=[{"context": context, "offsets": offsets}],
+            by_example=True,
         )
         sample = dataset.collater([dataset[0]])
         device = next(self.model.parameters()).device
@@ -63,7 +70,9 @@ class QAPredictor:
 
 
 def main():
-    parser = argparse.ArgumentParser(description="Answer a question from a context with a mega_extractive_qa checkpoint")
+    parser = argparse.ArgumentParser(
+        description="Answer a question from a context with a mega_extractive_qa checkpoint"
+    )
     parser.add_argument("checkpoint")
     parser.add_argument("--question", required=True)
     parser.add_argument("--context", required=True)

@@ -34,6 +34,7 @@ would (``scripts/fault_injection.py`` uses it).
 
 ``apply()`` is idempotent; `mega_fairseq.plugin` runs it after `fairseq_patches.apply()`.
 """
+
 import ast
 import contextlib
 import errno
@@ -188,7 +189,9 @@ def checkpoint_is_intact(path) -> bool:
 def newest_intact_checkpoint(save_dir, suffix="", exclude=()):
     """The most recently written intact ``checkpoint*{suffix}.pt`` in save_dir (None if there is none)."""
     excluded = {os.path.abspath(p) for p in exclude}
-    candidates = [p for p in Path(save_dir).glob(f"checkpoint*{suffix}.pt") if str(p.absolute()) not in excluded and p.is_file()]
+    candidates = [
+        p for p in Path(save_dir).glob(f"checkpoint*{suffix}.pt") if str(p.absolute()) not in excluded and p.is_file()
+    ]
     for path in sorted(candidates, key=lambda p: p.stat().st_mtime_ns, reverse=True):
         if checkpoint_is_intact(path):
             return str(path)
@@ -262,8 +265,13 @@ def _patch_train_loop():
     """Patches fairseq_cli.train.train when that module is loaded (importing it would configure logging)."""
     module = sys.modules.get("fairseq_cli.train")
     if module is not None:
-        patch_once(module, "train", _stop_when_finished, params=("cfg", "trainer", "task", "epoch_itr"),
-                   purpose="a finished run exits without training")
+        patch_once(
+            module,
+            "train",
+            _stop_when_finished,
+            params=("cfg", "trainer", "task", "epoch_itr"),
+            purpose="a finished run exits without training",
+        )
 
 
 # ----------------------------------------------------------------------------- fp16 overflow on the CPU
@@ -342,14 +350,34 @@ def apply() -> None:
     from fairseq import checkpoint_utils
 
     _patch_cpu_overflow()
-    patch_once(checkpoint_utils, "torch_persistent_save", _atomic_persistent_save, params=("obj", "filename"),
-               purpose="atomic checkpoint writes")
-    patch_once(checkpoint_utils, "PathManager", _atomic_path_manager, params=("self",),
-               purpose="atomic copies to checkpoint_last.pt / checkpoint_best.pt")
-    patch_once(checkpoint_utils, "load_checkpoint", _resume_fallback, params=("cfg", "trainer"),
-               purpose="resuming from the newest intact checkpoint")
+    patch_once(
+        checkpoint_utils,
+        "torch_persistent_save",
+        _atomic_persistent_save,
+        params=("obj", "filename"),
+        purpose="atomic checkpoint writes",
+    )
+    patch_once(
+        checkpoint_utils,
+        "PathManager",
+        _atomic_path_manager,
+        params=("self",),
+        purpose="atomic copies to checkpoint_last.pt / checkpoint_best.pt",
+    )
+    patch_once(
+        checkpoint_utils,
+        "load_checkpoint",
+        _resume_fallback,
+        params=("cfg", "trainer"),
+        purpose="resuming from the newest intact checkpoint",
+    )
     _patch_train_loop()
     preprocess = sys.modules.get("fairseq_cli.preprocess")
     if preprocess is not None:
-        patch_once(preprocess, "main", _checked_preprocess, params=("args",),
-                   purpose="fairseq-preprocess: parallel files of different line counts refused")
+        patch_once(
+            preprocess,
+            "main",
+            _checked_preprocess,
+            params=("args",),
+            purpose="fairseq-preprocess: parallel files of different line counts refused",
+        )

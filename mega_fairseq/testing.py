@@ -1,4 +1,5 @@
 """Helpers shared by the tests and benchmarks: random weights far from init, and HF twins of our stacks."""
+
 import math
 
 import torch
@@ -35,13 +36,25 @@ def randomize_(module: nn.Module, seed: int = 0) -> nn.Module:
     return module
 
 
-def hf_twin(cfg: MegaLayerConfig, num_layers: int, vocab_size: int = 50, pad_token_id: int = 1, seed: int = 0, type_vocab_size: int = 0):
+def hf_twin(
+    cfg: MegaLayerConfig,
+    num_layers: int,
+    vocab_size: int = 50,
+    pad_token_id: int = 1,
+    seed: int = 0,
+    type_vocab_size: int = 0,
+):
     """(our MegaStack, transformers MegaModel) with the same randomized weights, both in eval mode."""
     from transformers import MegaConfig, MegaModel
 
     hf_config = MegaConfig(**to_hf_config_kwargs(cfg, num_layers, vocab_size, pad_token_id, type_vocab_size))
     hf_model = MegaModel(hf_config, add_pooling_layer=False)
     randomize_(hf_model, seed)
-    ours = MegaStack(cfg, num_layers, nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=pad_token_id), type_vocab_size=type_vocab_size)
+    ours = MegaStack(
+        cfg,
+        num_layers,
+        nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=pad_token_id),
+        type_vocab_size=type_vocab_size,
+    )
     ours.load_state_dict(stack_state_dict_from_hf(hf_model.state_dict(), cfg, prefix=""))
     return ours.eval(), hf_model.eval()

@@ -48,6 +48,7 @@ Usage (2-4 minutes on 2 AMD EPYC cores, most of it HF at 8192: a ~20-40 s unchun
 Options: --contexts, --steps, --rounds, --warmup, --chunk, --threads (default 1), --hf-budget, --vocab,
 --no-hf, --profile, --profile-steps, --flat-target.
 """
+
 import argparse
 import gc
 import logging
@@ -65,7 +66,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 MiB = 2.0**20
 NUM_LAYERS = 4
-MODEL_SIZES = dict(decoder_layers=NUM_LAYERS, decoder_embed_dim=128, decoder_hidden_dim=256, decoder_ffn_embed_dim=256, decoder_z_dim=64, decoder_n_dim=16)
+MODEL_SIZES = dict(
+    decoder_layers=NUM_LAYERS,
+    decoder_embed_dim=128,
+    decoder_hidden_dim=256,
+    decoder_ffn_embed_dim=256,
+    decoder_z_dim=64,
+    decoder_n_dim=16,
+)
 
 
 # ---- machine and memory: mega_fairseq/bench.py -----------------------------------------------
@@ -101,8 +109,19 @@ def build_ours(chunk: int, vocab: int, max_positions: int):
     dictionary = Dictionary()
     for i in range(vocab - len(dictionary)):
         dictionary.add_symbol(f"w{i}")
-    argv = ["dummy", "--task", "language_modeling", "--arch", "mega_lm_hf", "--user-dir", str(ROOT / "user_dir"),
-            "--tokens-per-sample", str(max_positions), "--decoder-chunk-size", str(chunk)]
+    argv = [
+        "dummy",
+        "--task",
+        "language_modeling",
+        "--arch",
+        "mega_lm_hf",
+        "--user-dir",
+        str(ROOT / "user_dir"),
+        "--tokens-per-sample",
+        str(max_positions),
+        "--decoder-chunk-size",
+        str(chunk),
+    ]
     for key, value in MODEL_SIZES.items():
         argv += ["--" + key.replace("_", "-"), str(value)]
     parser = options.get_training_parser()
@@ -205,9 +224,15 @@ def timed_steps(decoder, steps: int, record: dict):
 
 def summary(record: dict) -> dict:
     ms = [t * 1e3 for t in record["times"]]
-    return dict(ms=statistics.median(ms), all_ms=ms, steps=len(ms), prefill_s=record["prefill_s"],
-                cpu_ms=statistics.median(record["cpu"]) * 1e3,
-                state_mb=record["state"] / MiB, rss_mb=record["rss"] / MiB)
+    return dict(
+        ms=statistics.median(ms),
+        all_ms=ms,
+        steps=len(ms),
+        prefill_s=record["prefill_s"],
+        cpu_ms=statistics.median(record["cpu"]) * 1e3,
+        state_mb=record["state"] / MiB,
+        rss_mb=record["rss"] / MiB,
+    )
 
 
 def run_context(ours, hf, dictionary, context: int, args) -> dict:
@@ -263,9 +288,14 @@ def equivalence(ours, ours_full, hf, dictionary, context: int, log):
     if hf is not None:
         results["ours unchunked vs HF"] = (logits["ours unchunked"] - logits["HF"]).abs().max().item()
         results["ours chunked vs HF"] = (logits["ours chunked"] - logits["HF"]).abs().max().item()
-        results["HF step vs HF full forward"] = (logits["HF"] - hf(tokens, use_cache=False).logits[:, -1]).abs().max().item()
+        results["HF step vs HF full forward"] = (
+            (logits["HF"] - hf(tokens, use_cache=False).logits[:, -1]).abs().max().item()
+        )
     results["ours chunked step vs ours full forward"] = (logits["ours chunked"] - full).abs().max().item()
-    log(f"  equivalence at context {context} (next-token logits after prefill of {context - 1}, |logits| max {scale:.2f}):")
+    log(
+        f"  equivalence at context {context} (next-token logits after prefill of {context - 1}, |logits| max "
+        f"{scale:.2f}):"
+    )
     for k, v in results.items():
         log(f"    max |{k}| = {v:.3e}")
     return results, scale
@@ -280,7 +310,10 @@ def self_check(ours, dictionary, context: int, log) -> float:
     step = dec.step()
     full = ours(tokens)[0][:, -1]
     diff = (step - full).abs().max().item()
-    log(f"    ours chunked, context {context}: max |step - full forward| = {diff:.3e} (|logits| max {full.abs().max().item():.2f})")
+    log(
+        f"    ours chunked, context {context}: max |step - full forward| = {diff:.3e} (|logits| max "
+        f"{full.abs().max().item():.2f})"
+    )
     return diff
 
 
@@ -319,12 +352,20 @@ def op_counts(ours, hf, dictionary, context: int, log):
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             dec.step()
         events = [e for e in prof.events() if e.name.startswith("aten::")]
-        counts[name] = collections.Counter(e.name for e in events if e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))
+        counts[name] = collections.Counter(
+            e.name for e in events if e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")
+        )
         totals[name] = len(events)
-    log(f"\naten ops per decoding step at context {context + 2} (top-level / all, nested included): "
+    log(
+        f"\naten ops per decoding step at context {context + 2} (top-level / all, nested included): "
         f"ours {sum(counts['ours'].values())} / {totals['ours']}, HF {sum(counts['HF'].values())} / {totals['HF']}; "
-        "top-level ops whose counts differ:")
-    diff = [(n, counts["ours"][n], counts["HF"][n]) for n in set(counts["ours"]) | set(counts["HF"]) if counts["ours"][n] != counts["HF"][n]]
+        "top-level ops whose counts differ:"
+    )
+    diff = [
+        (n, counts["ours"][n], counts["HF"][n])
+        for n in set(counts["ours"]) | set(counts["HF"])
+        if counts["ours"][n] != counts["HF"][n]
+    ]
     for n, a, b in sorted(diff, key=lambda t: -abs(t[1] - t[2])):
         log(f"    {n:28s} ours {a:4d}  HF {b:4d}")
 
@@ -334,19 +375,34 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--contexts", type=int, nargs="+", default=[128, 1024, 8192])
     parser.add_argument("--steps", type=int, default=64, help="timed single-token steps per context and model")
-    parser.add_argument("--rounds", type=int, default=4, help="alternating ours/HF blocks the timed steps are split into")
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="alternating ours/HF blocks the timed steps are split into"
+    )
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the prefill")
-    parser.add_argument("--hf-budget", type=float, default=30.0,
-                        help="seconds of timed HF steps per context: fewer than --steps (at least 3) where HF's steps are slow; <= 0: no cap")
+    parser.add_argument(
+        "--hf-budget",
+        type=float,
+        default=30.0,
+        help="seconds of timed HF steps per context: fewer than --steps (at least 3) where HF's steps are slow; "
+        "<= 0: no cap",
+    )
     parser.add_argument("--chunk", type=int, default=128, help="our Mega-chunk size (HF runs unchunked)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1: batch-1 decoding of this small model is latency bound, and extra OpenMP "
-                        "threads slow it down many-fold when the cores are shared)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: batch-1 decoding of this small model is latency bound, and extra OpenMP "
+        "threads slow it down many-fold when the cores are shared)",
+    )
     parser.add_argument("--vocab", type=int, default=1000)
     parser.add_argument("--no-hf", action="store_true", help="time ours only")
-    parser.add_argument("--profile", action="store_true", help="profile ours at the largest context even if the targets are met")
+    parser.add_argument(
+        "--profile", action="store_true", help="profile ours at the largest context even if the targets are met"
+    )
     parser.add_argument("--profile-steps", type=int, default=10)
-    parser.add_argument("--flat-target", type=float, default=1.3, help="target for t(max context)/t(min context) of ours")
+    parser.add_argument(
+        "--flat-target", type=float, default=1.3, help="target for t(max context)/t(min context) of ours"
+    )
     args = parser.parse_args()
     # quiet the import/build chatter of fairseq, hydra and transformers (their warnings do not affect results)
     logging.disable(logging.INFO)
@@ -359,17 +415,23 @@ def main():
     log = lambda s="": print(s, flush=True)  # noqa: E731
     import transformers
 
-    log(f"torch {torch.__version__}, transformers {transformers.__version__}, threads {torch.get_num_threads()}, "
-        f"CPU {cpu_model()} ({default_threads()} cores visible), python {platform.python_version()}")
+    log(
+        f"torch {torch.__version__}, transformers {transformers.__version__}, threads {torch.get_num_threads()}, "
+        f"CPU {cpu_model()} ({default_threads()} cores visible), python {platform.python_version()}"
+    )
     log(f"load average at start: {loadavg()}")
     t_start = time.perf_counter()
     max_positions = max(contexts) + args.warmup + args.steps + 8
     ours, ours_full, hf, dictionary = build_models(args.chunk, args.vocab, max_positions, with_hf=not args.no_hf)
     cfg = ours.decoder.stack.cfg
     params = sum(p.numel() for p in ours.parameters())
-    log(f"model: mega_lm_hf, {NUM_LAYERS} layers, D={cfg.embed_dim}, H={cfg.hidden_dim}, FFN={cfg.ffn_dim}, z={cfg.z_dim}, "
-        f"N={cfg.n_dim}, {cfg.attention_activation}, {cfg.rel_pos_bias} bias, vocab {len(dictionary)}, {params / 1e6:.2f}M params; "
-        f"ours chunk {cfg.chunk_size}, HF unchunked; batch 1, fp32, eval, no_grad")
+    log(
+        f"model: mega_lm_hf, {NUM_LAYERS} layers, D={cfg.embed_dim}, H={cfg.hidden_dim}, FFN={cfg.ffn_dim}, "
+        f"z={cfg.z_dim}, "
+        f"N={cfg.n_dim}, {cfg.attention_activation}, {cfg.rel_pos_bias} bias, vocab {len(dictionary)}, "
+        f"{params / 1e6:.2f}M params; "
+        f"ours chunk {cfg.chunk_size}, HF unchunked; batch 1, fp32, eval, no_grad"
+    )
 
     with torch.no_grad():
         equivalence(ours, ours_full, hf, dictionary, contexts[0], log)
@@ -382,19 +444,32 @@ def main():
             row = run_context(ours, hf, dictionary, c, args)
             gc.collect()
             o = row["ours"]
-            line = f"  context {c:6d}: ours prefill {o['prefill_s']:.2f} s, {o['steps']} steps ms min/med/max {min(o['all_ms']):.2f}/{o['ms']:.2f}/{max(o['all_ms']):.2f}"
+            line = (
+                f"  context {c:6d}: ours prefill {o['prefill_s']:.2f} s, {o['steps']} steps ms min/med/max "
+                f"{min(o['all_ms']):.2f}/{o['ms']:.2f}/{max(o['all_ms']):.2f}"
+            )
             if "hf" in row:
                 h = row["hf"]
-                line += f"; HF prefill {h['prefill_s']:.2f} s, {h['steps']} steps ms min/med/max {min(h['all_ms']):.2f}/{h['ms']:.2f}/{max(h['all_ms']):.2f}"
+                line += (
+                    f"; HF prefill {h['prefill_s']:.2f} s, {h['steps']} steps ms min/med/max "
+                    f"{min(h['all_ms']):.2f}/{h['ms']:.2f}/{max(h['all_ms']):.2f}"
+                )
             log(line)
             rows.append(row)
 
     hf_steps = ", ".join(f"{r['hf']['steps']} at {r['context']}" for r in rows if "hf" in r) or "-"
-    log(f"\nincremental decoding, batch 1, ms/tok = median of {args.steps} steps (ours) / of {hf_steps} steps (HF) "
-        f"after {args.warmup} warm-up steps (ours: chunk {cfg.chunk_size}; HF: unchunked); state MB = tensors in incremental_state / "
-        f"past_key_values (max over prefill and steps); RSS+ = peak RSS growth during the timed steps ({PeakRSS.method})")
-    header = (f"{'context':>8} | {'ours ms/tok':>11} | {'ours state MB':>13} | {'ours RSS+ MB':>12} | {'HF ms/tok':>9} | "
-              f"{'HF cache MB':>11} | {'HF RSS+ MB':>10} | {'HF/ours':>7} || {'ours CPU ms':>11} | {'HF CPU ms':>9} | {'HF/ours CPU':>11}")
+    log(
+        f"\nincremental decoding, batch 1, ms/tok = median of {args.steps} steps (ours) / of {hf_steps} steps (HF) "
+        f"after {args.warmup} warm-up steps (ours: chunk {cfg.chunk_size}; HF: unchunked); state MB = tensors in "
+        "incremental_state / "
+        f"past_key_values (max over prefill and steps); RSS+ = peak RSS growth during the timed steps "
+        f"({PeakRSS.method})"
+    )
+    header = (
+        f"{'context':>8} | {'ours ms/tok':>11} | {'ours state MB':>13} | {'ours RSS+ MB':>12} | {'HF ms/tok':>9} | "
+        f"{'HF cache MB':>11} | {'HF RSS+ MB':>10} | {'HF/ours':>7} || {'ours CPU ms':>11} | {'HF CPU ms':>9} | "
+        f"{'HF/ours CPU':>11}"
+    )
     log(header)
     log("-" * len(header))
     for row in rows:
@@ -406,21 +481,33 @@ def main():
         else:
             hf_part = f"{'-':>9} | {'-':>11} | {'-':>10} | {'-':>7}"
             cpu_part = f"{o['cpu_ms']:11.3f} | {'-':>9} | {'-':>11}"
-        log(f"{row['context']:8d} | {o['ms']:11.3f} | {o['state_mb']:13.3f} | {o['rss_mb']:12.1f} | {hf_part} || {cpu_part}")
+        log(
+            f"{row['context']:8d} | {o['ms']:11.3f} | {o['state_mb']:13.3f} | {o['rss_mb']:12.1f} | {hf_part} || "
+            f"{cpu_part}"
+        )
     first, last = rows[0]["ours"], rows[-1]["ours"]
     ratio = last["ms"] / first["ms"]
     ratio_cpu = last["cpu_ms"] / first["cpu_ms"]
     flat = ratio <= args.flat_target
-    log(f"\nours t({rows[-1]['context']})/t({rows[0]['context']}) = {ratio:.3f} (medians; target <= {args.flat_target}: "
+    log(
+        f"\nours t({rows[-1]['context']})/t({rows[0]['context']}) = {ratio:.3f} (medians; target <= "
+        f"{args.flat_target}: "
         f"{'met' if flat else 'NOT met'}); of the median CPU times: {ratio_cpu:.3f}; "
-        f"ours state {first['state_mb']:.3f} -> {last['state_mb']:.3f} MB")
+        f"ours state {first['state_mb']:.3f} -> {last['state_mb']:.3f} MB"
+    )
     slower = [r["context"] for r in rows if "hf" in r and r["ours"]["ms"] >= r["hf"]["ms"]]
     slower_cpu = [r["context"] for r in rows if "hf" in r and r["ours"]["cpu_ms"] >= r["hf"]["cpu_ms"]]
     if hf is not None:
-        log(f"ours faster than HF at every context: wall medians {'yes' if not slower else 'NO (contexts ' + ', '.join(map(str, slower)) + ')'}; "
-            f"CPU medians {'yes' if not slower_cpu else 'NO (contexts ' + ', '.join(map(str, slower_cpu)) + ')'}")
-    log(f"torch {torch.__version__}, threads {torch.get_num_threads()}, CPU {cpu_model()}; load average at end: {loadavg()}; "
-        f"total {time.perf_counter() - t_start:.0f} s")
+        log(
+            f"ours faster than HF at every context: wall medians "
+            f"{'yes' if not slower else 'NO (contexts ' + ', '.join(map(str, slower)) + ')'}; "
+            f"CPU medians {'yes' if not slower_cpu else 'NO (contexts ' + ', '.join(map(str, slower_cpu)) + ')'}"
+        )
+    log(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, CPU {cpu_model()}; load average at end: "
+        f"{loadavg()}; "
+        f"total {time.perf_counter() - t_start:.0f} s"
+    )
     if args.profile or not flat or slower or slower_cpu:
         with torch.no_grad():
             profile_ours(ours, dictionary, contexts[-1], args.profile_steps, log)

@@ -59,6 +59,7 @@ Usage (the default run takes about 11 minutes on 2 idle AMD EPYC cores, most of 
 Options: --lengths, --chunks, --repeats, --quick, --threads (default: all cores), --row-budget,
 --isolate-memory, --profile [--profile-top K], --tolerance.
 """
+
 import argparse
 import gc
 import json
@@ -128,7 +129,12 @@ class Pair:
         assert hc.use_chunking == (chunk > 0) and (chunk <= 0 or hc.chunk_size == chunk), "HF chunking differs"
         assert hc.bidirectional and not hc.is_decoder and hc.attention_activation == "softmax"
         assert hc.relative_positional_bias == "rotary" and hc.normalization_type == "scalenorm"
-        for name in ("dropout_prob", "hidden_dropout_prob", "attention_probs_dropout_prob", "nffn_activation_dropout_prob"):
+        for name in (
+            "dropout_prob",
+            "hidden_dropout_prob",
+            "attention_probs_dropout_prob",
+            "nffn_activation_dropout_prob",
+        ):
             assert getattr(hc, name) == 0.0, f"HF {name} is {getattr(hc, name)}"
         self.ours.train()
         self.hf.train()
@@ -230,8 +236,11 @@ def run_row(pair: Pair, length: int, args, check_grads: bool, log):
         warm[which], peaks[which], rss[which] = measured_step(pair, which, tokens)
         if check_grads:
             grads[which] = {k: v.clone() for k, v in pair.grads_in_our_names(which).items()}
-        log(f"    warm-up {which:4s}: {warm[which] * 1e3:9.1f} ms (profiled), peak tensors +{peaks[which] / MiB:8.1f} MiB, "
-            f"RSS +{rss[which] / MiB:8.1f} MiB")
+        log(
+            f"    warm-up {which:4s}: {warm[which] * 1e3:9.1f} ms (profiled), peak tensors +{peaks[which] / MiB:8.1f} "
+            "MiB, "
+            f"RSS +{rss[which] / MiB:8.1f} MiB"
+        )
     gdiff = None
     if check_grads:
         gdiff = grad_diff(grads["ours"], grads["hf"])
@@ -245,15 +254,20 @@ def run_row(pair: Pair, length: int, args, check_grads: bool, log):
         repeats = max(1, min(7, int(args.row_budget / (warm["ours"] + warm["hf"]))))
     times = {"ours": [], "hf": []}
     for r in range(repeats):
-        for which in (("ours", "hf") if r % 2 == 0 else ("hf", "ours")):
+        for which in ("ours", "hf") if r % 2 == 0 else ("hf", "ours"):
             times[which].append(timed(pair, which, tokens))
-    log(f"    timed ({repeats} each, ms): ours {' '.join(f'{t * 1e3:.0f}' for t in times['ours'])}; "
-        f"HF {' '.join(f'{t * 1e3:.0f}' for t in times['hf'])}")
+    log(
+        f"    timed ({repeats} each, ms): ours {' '.join(f'{t * 1e3:.0f}' for t in times['ours'])}; "
+        f"HF {' '.join(f'{t * 1e3:.0f}' for t in times['hf'])}"
+    )
     if args.isolate_memory:
         for which in ("ours", "hf"):
             iso = isolated_peak(which, length, pair.chunk, args.threads)
             rss[which] = iso["rss_bytes"]
-            log(f"    fresh process {which:4s}: peak tensors +{iso['peak_bytes'] / MiB:8.1f} MiB, RSS +{rss[which] / MiB:8.1f} MiB")
+            log(
+                f"    fresh process {which:4s}: peak tensors +{iso['peak_bytes'] / MiB:8.1f} MiB, RSS "
+                f"+{rss[which] / MiB:8.1f} MiB"
+            )
     return dict(
         length=length,
         chunk=pair.chunk,
@@ -270,7 +284,18 @@ def run_row(pair: Pair, length: int, args, check_grads: bool, log):
 
 
 def isolated_peak(which: str, length: int, chunk: int, threads: int) -> dict:
-    cmd = [sys.executable, __file__, "--_memory-worker", which, "--lengths", str(length), "--chunks", str(chunk), "--threads", str(threads)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--_memory-worker",
+        which,
+        "--lengths",
+        str(length),
+        "--chunks",
+        str(chunk),
+        "--threads",
+        str(threads),
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -306,16 +331,24 @@ def profile_row(pair: Pair, length: int, top: int, log):
 
 # ---- main ---------------------------------------------------------------------------------------
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--lengths", type=int, nargs="+", default=[512, 2048, 8192])
     p.add_argument("--chunks", type=int, nargs="+", default=[-1, 1024], help="-1 = full attention")
     p.add_argument("--quick", action="store_true", help="lengths 512 and 2048 only")
     p.add_argument("--repeats", type=int, default=0, help="timed steps per model and row (default: from --row-budget)")
-    p.add_argument("--row-budget", type=float, default=20.0, help="seconds of timed steps per row when --repeats is not given")
+    p.add_argument(
+        "--row-budget", type=float, default=20.0, help="seconds of timed steps per row when --repeats is not given"
+    )
     p.add_argument("--threads", type=int, default=default_threads(), help="torch.set_num_threads (default: all cores)")
-    p.add_argument("--tolerance", type=float, default=1e-4, help="largest relative |ours - HF| output difference accepted")
+    p.add_argument(
+        "--tolerance", type=float, default=1e-4, help="largest relative |ours - HF| output difference accepted"
+    )
     p.add_argument("--isolate-memory", action="store_true", help="measure peak memory per model in fresh subprocesses")
-    p.add_argument("--profile", action="store_true", help="also print torch.profiler tables (one step per model and row)")
+    p.add_argument(
+        "--profile", action="store_true", help="also print torch.profiler tables (one step per model and row)"
+    )
     p.add_argument("--profile-top", type=int, default=15)
     p.add_argument("--json", type=str, default=None, help="also write the rows to this JSON file")
     p.add_argument("--_memory-worker", dest="_memory_worker", choices=["ours", "hf"], help=argparse.SUPPRESS)
@@ -343,12 +376,19 @@ def main(argv=None):
     import transformers
 
     lengths = sorted(set(args.lengths))
-    log(f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}), transformers {transformers.__version__}, "
-        f"python {platform.python_version()}")
-    log(f"CPU: {cpu_model()}; {os.cpu_count()} logical cores, torch threads: {torch.get_num_threads()}; "
-        f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    log(f"model: {NUM_LAYERS} layers, {MODEL_SIZES}, batch {BATCH}, vocab {VOCAB}; bidirectional, softmax, rotary, "
-        "scalenorm, prenorm, dropout 0, train(); step = forward + backward of hidden.pow(2).mean()")
+    log(
+        f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}), transformers "
+        f"{transformers.__version__}, "
+        f"python {platform.python_version()}"
+    )
+    log(
+        f"CPU: {cpu_model()}; {os.cpu_count()} logical cores, torch threads: {torch.get_num_threads()}; "
+        f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
+    log(
+        f"model: {NUM_LAYERS} layers, {MODEL_SIZES}, batch {BATCH}, vocab {VOCAB}; bidirectional, softmax, rotary, "
+        "scalenorm, prenorm, dropout 0, train(); step = forward + backward of hidden.pow(2).mean()"
+    )
     started = time.perf_counter()
     rows = []
     for chunk in args.chunks:
@@ -362,9 +402,15 @@ def main(argv=None):
                 check_at.add(multi[0])
         for length in sorted(check_at):
             diff, scale = output_diff(pair, length)
-            log(f"  check L={length}: max |ours - HF| = {diff:.2e} (output max |HF| {scale:.2f}, relative {diff / scale:.2e})")
+            log(
+                f"  check L={length}: max |ours - HF| = {diff:.2e} (output max |HF| {scale:.2f}, relative "
+                f"{diff / scale:.2e})"
+            )
             if diff > args.tolerance * scale:
-                raise SystemExit(f"ABORT: ours and HF disagree at L={length}, chunk={chunk}: {diff:.3g} > {args.tolerance} * {scale:.3g}")
+                raise SystemExit(
+                    f"ABORT: ours and HF disagree at L={length}, chunk={chunk}: {diff:.3g} > {args.tolerance} * "
+                    f"{scale:.3g}"
+                )
         for length in lengths:
             log(f"  L={length} chunk={chunk}")
             rows.append(run_row(pair, length, args, check_grads=(length == lengths[0]), log=log))
@@ -373,11 +419,16 @@ def main(argv=None):
         del pair
         gc.collect()
 
-    log(f"\ntimes: median of the repeats after 1 warm-up, interleaved ours/HF.  MB: peak live tensor memory of one step "
+    log(
+        f"\ntimes: median of the repeats after 1 warm-up, interleaved ours/HF.  MB: peak live tensor memory of one "
+        "step "
         f"(torch.profiler allocation events); RSS MB: peak RSS growth ({PeakRSS.method}"
-        f"{', fresh subprocess per model' if args.isolate_memory else ', same process'})")
-    header = (f"{'L':>6} {'chunk':>6} {'reps':>4} {'ours ms':>10} {'HF ms':>10} {'HF/ours':>8} {'ours MB':>9} {'HF MB':>9} "
-              f"{'HF/ours mem':>11} {'ours RSS MB':>11} {'HF RSS MB':>10}  target")
+        f"{', fresh subprocess per model' if args.isolate_memory else ', same process'})"
+    )
+    header = (
+        f"{'L':>6} {'chunk':>6} {'reps':>4} {'ours ms':>10} {'HF ms':>10} {'HF/ours':>8} {'ours MB':>9} {'HF MB':>9} "
+        f"{'HF/ours mem':>11} {'ours RSS MB':>11} {'HF RSS MB':>10}  target"
+    )
     log(header)
     log("-" * len(header))
     for r in rows:
@@ -389,11 +440,17 @@ def main(argv=None):
             verdict.append(f"speed<{need}")
         if r["ours_mb"] > r["hf_mb"]:
             verdict.append("mem>HF")
-        log(f"{r['length']:>6} {r['chunk']:>6} {r['repeats']:>4} {r['ours_ms']:>10.1f} {r['hf_ms']:>10.1f} {speed:>8.2f} "
+        log(
+            f"{r['length']:>6} {r['chunk']:>6} {r['repeats']:>4} {r['ours_ms']:>10.1f} {r['hf_ms']:>10.1f} "
+            f"{speed:>8.2f} "
             f"{r['ours_mb']:>9.1f} {r['hf_mb']:>9.1f} {mem:>11.2f} {r['ours_rss_mb']:>11.1f} {r['hf_rss_mb']:>10.1f}  "
-            f"{'ok' if not verdict else 'MISS ' + ','.join(verdict)}")
-    log(f"\ntarget: HF/ours >= 1.5 at L >= 2048 and >= 1.0 everywhere; ours peak MB (tensor memory) <= HF's.  "
-        f"total {time.perf_counter() - started:.0f} s; load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+            f"{'ok' if not verdict else 'MISS ' + ','.join(verdict)}"
+        )
+    log(
+        f"\ntarget: HF/ours >= 1.5 at L >= 2048 and >= 1.0 everywhere; ours peak MB (tensor memory) <= HF's.  "
+        f"total {time.perf_counter() - started:.0f} s; load average at end: "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

@@ -7,6 +7,7 @@ vocab 1000) at batch 1 for each `--tokens-per-sample` length, chunked and unchun
 the peak live tensor memory of the step (torch.profiler allocation events, the same measure as
 scripts/bench_layers.py) and MB per 1k tokens: flat per-token memory means linear growth.
 """
+
 import argparse
 import time
 
@@ -20,8 +21,18 @@ from mega_fairseq.modules import MegaLayerConfig, MegaStack
 
 def step_peak(chunk: int, length: int, vocab: int = 1000) -> tuple:
     torch.manual_seed(0)
-    cfg = MegaLayerConfig(embed_dim=256, z_dim=64, hidden_dim=512, ffn_dim=512, n_dim=16, bidirectional=False, causal=True,
-                          chunk_size=chunk, normalization_type="layernorm", dropout=0.1)
+    cfg = MegaLayerConfig(
+        embed_dim=256,
+        z_dim=64,
+        hidden_dim=512,
+        ffn_dim=512,
+        n_dim=16,
+        bidirectional=False,
+        causal=True,
+        chunk_size=chunk,
+        normalization_type="layernorm",
+        dropout=0.1,
+    )
     stack = MegaStack(cfg, 4, nn.Embedding(vocab, 256, padding_idx=1), final_norm=True).train()
     head = nn.Linear(256, vocab)
     tokens = torch.randint(2, vocab, (1, length + 1))

@@ -20,6 +20,7 @@ running as root and tmpfs can be mounted, with --save-dir on a tmpfs of that siz
 "no space left on the device", leave no partial file and keep checkpoint_last.pt at the last good update;
 the rerun without the limit must resume from there and finish.
 """
+
 import argparse
 import os
 import random
@@ -43,8 +44,12 @@ def make_data(root: Path) -> Path:
     text = root / "train.txt"
     text.write_text("".join(" ".join(sorted(rng.choice(words) for _ in range(12))) + "\n" for _ in range(150)))
     data = root / "bin"
-    subprocess.run([BIN / "fairseq-preprocess", "--only-source", "--trainpref", text, "--destdir", data],
-                   check=True, capture_output=True, env=env())
+    subprocess.run(
+        [BIN / "fairseq-preprocess", "--only-source", "--trainpref", text, "--destdir", data],
+        check=True,
+        capture_output=True,
+        env=env(),
+    )
     return data
 
 
@@ -54,11 +59,43 @@ def env(**extra):
 
 def command(data, save, max_update):
     return [
-        BIN / "fairseq-train", data, "--task", "language_modeling", "--user-dir", REPO / "user_dir", "--arch", "mega_lm_tiny",
-        "--decoder-chunk-size", "8", "--tokens-per-sample", "32", "--batch-size", "1", "--optimizer", "adam", "--lr", "1e-3",
-        "--max-update", str(max_update), "--save-interval-updates", "1", "--keep-interval-updates", "2", "--no-epoch-checkpoints",
-        "--disable-validation", "--cpu", "--num-workers", "0", "--log-format", "simple", "--log-interval", "1", "--seed", "1",
-        "--save-dir", save,
+        BIN / "fairseq-train",
+        data,
+        "--task",
+        "language_modeling",
+        "--user-dir",
+        REPO / "user_dir",
+        "--arch",
+        "mega_lm_tiny",
+        "--decoder-chunk-size",
+        "8",
+        "--tokens-per-sample",
+        "32",
+        "--batch-size",
+        "1",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e-3",
+        "--max-update",
+        str(max_update),
+        "--save-interval-updates",
+        "1",
+        "--keep-interval-updates",
+        "2",
+        "--no-epoch-checkpoints",
+        "--disable-validation",
+        "--cpu",
+        "--num-workers",
+        "0",
+        "--log-format",
+        "simple",
+        "--log-interval",
+        "1",
+        "--seed",
+        "1",
+        "--save-dir",
+        save,
     ]
 
 
@@ -113,22 +150,33 @@ def full_disk_case(data, root: Path, max_update: int, checkpoint_bytes: int) -> 
     cases = [("write hook", root / "disk_hook", env(MEGA_FAIRSEQ_DISK_LIMIT_BYTES=str(limit)))]
     tmpfs = root / "disk_tmpfs"
     tmpfs.mkdir()
-    mounted = os.geteuid() == 0 and subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={limit + 64 * 1024}", "tmpfs", str(tmpfs)], capture_output=True, check=False).returncode == 0
+    mounted = (
+        os.geteuid() == 0
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={limit + 64 * 1024}", "tmpfs", str(tmpfs)],
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
     if mounted:
         cases.append(("tmpfs", tmpfs, env()))
     else:
         print("full disk (tmpfs): skipped, cannot mount a tmpfs here (needs root)")
     try:
         for name, save, run_env in cases:
-            proc = subprocess.run(command(data, save, max_update), env=run_env, capture_output=True, text=True, timeout=600, check=False)
+            proc = subprocess.run(
+                command(data, save, max_update), env=run_env, capture_output=True, text=True, timeout=600, check=False
+            )
             log = proc.stdout + proc.stderr
             last = save / "checkpoint_last.pt"
             message = re.search(r"no space left on the device writing .*", log)
             leftovers = [n for n in os.listdir(save) if n.endswith(".tmp")]
             good = last.exists() and num_updates(last)
-            print(f"full disk ({name}): exit {proc.returncode}; message: {message[0][:160] if message else None!r}; "
-                  f"checkpoint_last.pt at {good} updates; partial files left: {leftovers}")
+            print(
+                f"full disk ({name}): exit {proc.returncode}; message: {message[0][:160] if message else None!r}; "
+                f"checkpoint_last.pt at {good} updates; partial files left: {leftovers}"
+            )
             if proc.returncode == 0 or not message or leftovers or not good:
                 print(log[-3000:])
                 ok = False
@@ -137,11 +185,15 @@ def full_disk_case(data, root: Path, max_update: int, checkpoint_bytes: int) -> 
                 subprocess.run(["umount", str(tmpfs)], check=True)
                 mounted = False
                 continue  # the tmpfs is gone with its files; the hook case checks the rerun
-            rerun = subprocess.run(command(data, save, max_update), env=env(), capture_output=True, text=True, timeout=600, check=False)
+            rerun = subprocess.run(
+                command(data, save, max_update), env=env(), capture_output=True, text=True, timeout=600, check=False
+            )
             loaded = LOADED.search(rerun.stdout + rerun.stderr)
             resumed_ok = rerun.returncode == 0 and loaded and int(loaded[3]) == good and num_updates(last) == max_update
-            print(f"full disk ({name}): rerun without the limit resumed from {loaded[3] if loaded else None} updates, "
-                  f"finished at {num_updates(last) if rerun.returncode == 0 else 'failed'}")
+            print(
+                f"full disk ({name}): rerun without the limit resumed from {loaded[3] if loaded else None} updates, "
+                f"finished at {num_updates(last) if rerun.returncode == 0 else 'failed'}"
+            )
             ok &= bool(resumed_ok)
     finally:
         if mounted:
@@ -171,7 +223,9 @@ def run(args, root: Path) -> int:
     data = make_data(root)
     # a clean run: its duration bounds the random kill times; its checkpoint size sizes the full disk
     start = time.monotonic()
-    subprocess.run(command(data, root / "clean", args.max_update), env=env(), check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        command(data, root / "clean", args.max_update), env=env(), check=True, capture_output=True, timeout=600
+    )
     clean_seconds = time.monotonic() - start
     checkpoint_bytes = (root / "clean" / "checkpoint_last.pt").stat().st_size
     print(f"clean run: {clean_seconds:.1f} s to {args.max_update} updates, checkpoint {checkpoint_bytes} bytes")
@@ -180,7 +234,9 @@ def run(args, root: Path) -> int:
     for i in range(args.runs):
         save = root / f"run{i:03d}"
         cmd = command(data, save, args.max_update)
-        was_killed, in_save = run_killed(cmd, save, rng, clean_seconds, during_save=i % 2 == 1, log=root / f"run{i:03d}.kill.log")
+        was_killed, in_save = run_killed(
+            cmd, save, rng, clean_seconds, during_save=i % 2 == 1, log=root / f"run{i:03d}.kill.log"
+        )
         killed += was_killed
         in_saves += in_save
         at_kill = num_updates(save / "checkpoint_last.pt") if (save / "checkpoint_last.pt").exists() else None
@@ -192,14 +248,20 @@ def run(args, root: Path) -> int:
         resumed += bool(was_killed and loaded)
         is_lost = rerun.returncode != 0 or final != args.max_update
         lost += is_lost
-        print(f"run {i + 1:3d}: {'killed' if was_killed else 'finished before the kill'}"
-              f"{' inside a checkpoint write' if in_save else ''}; checkpoint_last.pt at {at_kill} updates; "
-              f"rerun {'resumed from ' + loaded[3] if loaded else 'started from scratch'} -> "
-              f"{'exit ' + str(rerun.returncode) if rerun.returncode else f'{final} updates'}{'  LOST' if is_lost else ''}",
-              flush=True)
+        print(
+            f"run {i + 1:3d}: {'killed' if was_killed else 'finished before the kill'}"
+            f"{' inside a checkpoint write' if in_save else ''}; checkpoint_last.pt at {at_kill} updates; "
+            f"rerun {'resumed from ' + loaded[3] if loaded else 'started from scratch'} -> "
+            f"{'exit ' + str(rerun.returncode) if rerun.returncode else f'{final} updates'}"
+            f"{'  LOST' if is_lost else ''}",
+            flush=True,
+        )
         if is_lost:
             print(log[-3000:])
-    print(f"killed {killed} / resumed {resumed} / lost {lost} (of {args.runs} runs; {in_saves} kills inside a checkpoint write)")
+    print(
+        f"killed {killed} / resumed {resumed} / lost {lost} (of {args.runs} runs; {in_saves} kills inside a checkpoint "
+        "write)"
+    )
     disk_ok = True if args.no_full_disk else full_disk_case(data, root, args.max_update, checkpoint_bytes)
     return 0 if lost == 0 and disk_ok else 1
 

@@ -12,6 +12,7 @@ tokens/s over the updates after `--warmup` (CUDA synchronised), peak allocated G
 mean training loss (base 2, fairseq's unit) of the last 10 updates, parameter count, wall time.
 `table` prints the results as a table.
 """
+
 import argparse
 import json
 import os
@@ -38,7 +39,9 @@ def make_data(out_dir: str, vocab: int, sequences: int, length: int, seed: int =
         choices = rng.integers(0, 4, size=(count, length))
         for t in range(1, length):
             walk[:, t] = successors[walk[:, t - 1], choices[:, t]]
-        builder = indexed_dataset.make_builder(os.path.join(out_dir, f"{split}.bin"), impl="mmap", vocab_size=vocab + SPECIALS)
+        builder = indexed_dataset.make_builder(
+            os.path.join(out_dir, f"{split}.bin"), impl="mmap", vocab_size=vocab + SPECIALS
+        )
         for row in walk + SPECIALS:
             builder.add_item(torch.from_numpy(row))
         builder.finalize(os.path.join(out_dir, f"{split}.idx"))
@@ -122,7 +125,8 @@ def table(results: str, expected=()) -> None:
             print(f"{name:<24} {'FAILED (see its log)':>56}")
             continue
         print(
-            f"{name:<24} {row['params_m']:>7.1f}M {row['updates']:>8d} {row['tokens_per_s']:>10.0f} {row['peak_gb']:>8.2f} "
+            f"{name:<24} {row['params_m']:>7.1f}M {row['updates']:>8d} {row['tokens_per_s']:>10.0f} "
+            f"{row['peak_gb']:>8.2f} "
             f"{row['final_loss']:>11.3f} {row['wall_s']:>7.0f}"
         )
     print("(final loss: mean training loss of the last 10 updates, base 2; the data's floor is 2.0)")

@@ -9,6 +9,7 @@ methods (sorted by name).  Writes OUT_DIR/{train,valid,test}.txt with one paragr
 for a given Python version: paragraphs are de-duplicated, code examples (">>>") and short
 fragments are skipped, and every 20th paragraph goes to valid, the one after it to test.
 """
+
 import argparse
 import contextlib
 import importlib
@@ -21,8 +22,25 @@ from pathlib import Path
 
 # modules whose import has effects (opens a browser, prints, needs a display) or is platform-only
 SKIP = {
-    "antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "__main__", "lib2to3", "ensurepip",
-    "venv", "msilib", "winreg", "winsound", "msvcrt", "nt", "crypt", "nis", "spwd", "ossaudiodev",
+    "antigravity",
+    "this",
+    "idlelib",
+    "tkinter",
+    "turtle",
+    "turtledemo",
+    "__main__",
+    "lib2to3",
+    "ensurepip",
+    "venv",
+    "msilib",
+    "winreg",
+    "winsound",
+    "msvcrt",
+    "nt",
+    "crypt",
+    "nis",
+    "spwd",
+    "ossaudiodev",
 }
 MIN_WORDS = 8
 
@@ -70,7 +88,9 @@ def paragraphs():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--max-chars", type=int, default=1_800_000, help="stop after this many characters (default 1.8M)")
+    parser.add_argument(
+        "--max-chars", type=int, default=1_800_000, help="stop after this many characters (default 1.8M)"
+    )
     args = parser.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     splits = {"train": [], "valid": [], "test": []}
@@ -83,7 +103,7 @@ def main():
     for split, lines in splits.items():
         path = args.out_dir / f"{split}.txt"
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        print(f"{path}: {len(lines)} paragraphs, {sum(len(l) for l in lines) / 1e6:.2f} MB")
+        print(f"{path}: {len(lines)} paragraphs, {sum(len(line) for line in lines) / 1e6:.2f} MB")
 
 
 if __name__ == "__main__":

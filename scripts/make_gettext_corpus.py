@@ -13,6 +13,7 @@ name order winning.  The split is by a hash of that normalized form (2% test, 1%
 deterministic, independent of which other catalogs are installed, and no test message (nor a
 variant differing only in case, spacing or trailing punctuation) is in train.
 """
+
 import argparse
 import gettext
 import hashlib
@@ -70,8 +71,10 @@ def main():
     catalogs = sorted(catalog_dir.glob("*.mo")) if catalog_dir.is_dir() else []
     if not catalogs:
         sys.exit(
-            f"make_gettext_corpus: no gettext catalogs (*.mo) in {catalog_dir}. This demo needs the {args.lang!r} message "
-            f"catalogs that Debian/Ubuntu install with the 'language-pack-{args.lang}' or '*-l10n'/'locales' packages (or pass "
+            f"make_gettext_corpus: no gettext catalogs (*.mo) in {catalog_dir}. This demo needs the {args.lang!r} "
+            "message "
+            f"catalogs that Debian/Ubuntu install with the 'language-pack-{args.lang}' or '*-l10n'/'locales' packages "
+            "(or pass "
             "--locale-dir); it downloads nothing."
         )
     seen, splits, skipped = set(), {"train": [], "valid": [], "test": []}, []
@@ -97,9 +100,13 @@ def main():
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for split, pairs in splits.items():
         for side, lang in ((0, "en"), (1, args.lang)):
-            (args.out_dir / f"{split}.{lang}").write_text("".join(pair[side] + "\n" for pair in pairs), encoding="utf-8")
-    print(f"{len(catalogs)} catalogs in {catalog_dir}, {raw} messages -> {len(seen)} clean pairs: "
-          + ", ".join(f"{split} {len(pairs)}" for split, pairs in splits.items()))
+            (args.out_dir / f"{split}.{lang}").write_text(
+                "".join(pair[side] + "\n" for pair in pairs), encoding="utf-8"
+            )
+    print(
+        f"{len(catalogs)} catalogs in {catalog_dir}, {raw} messages -> {len(seen)} clean pairs: "
+        + ", ".join(f"{split} {len(pairs)}" for split, pairs in splits.items())
+    )
     if skipped:
         print(f"skipped unreadable catalogs: {', '.join(skipped)}")
 

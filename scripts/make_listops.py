@@ -17,6 +17,7 @@ trees outside [min_length, max_length] are redrawn.  Deterministic for a given -
         --min-length 500 --max-length 1000
 writes OUT_DIR/basic_{train,val,test}.tsv.
 """
+
 import argparse
 import random
 import sys
@@ -99,7 +100,9 @@ def evaluate(tokens) -> int:
     raise ValueError("unbalanced ListOps expression: an operator is never closed")
 
 
-def generate(count: int, min_length: int, max_length: int, seed: int, max_depth: int = 10, max_args: int = 10, seen=None):
+def generate(
+    count: int, min_length: int, max_length: int, seed: int, max_depth: int = 10, max_args: int = 10, seen=None
+):
     """`count` distinct (source, value) pairs with min_length <= model tokens <= max_length."""
     if not 1 <= min_length <= max_length:
         raise ValueError(f"need 1 <= min_length <= max_length, got {min_length}..{max_length}")
@@ -109,8 +112,11 @@ def generate(count: int, min_length: int, max_length: int, seed: int, max_depth:
     while len(out) < count:
         tries += 1
         if tries > 1000 * (count + 10):
-            raise ValueError(f"could not draw {count} ListOps trees of {min_length}..{max_length} tokens with max_depth={max_depth}, "
-                             f"max_args={max_args}; widen the length range or raise --max-depth/--max-args")
+            raise ValueError(
+                f"could not draw {count} ListOps trees of {min_length}..{max_length} tokens with "
+                f"max_depth={max_depth}, "
+                f"max_args={max_args}; widen the length range or raise --max-depth/--max-args"
+            )
         try:
             pieces, value, length = random_tree(rng, 1, max_depth, max_args, max_length)
         except _TooLong:
@@ -145,7 +151,9 @@ def main(argv=None):
     args.out_dir.mkdir(parents=True, exist_ok=True)
     seen = set()  # no expression appears in two splits
     for i, (split, count) in enumerate((("train", args.train), ("val", args.valid), ("test", args.test))):
-        rows = generate(count, args.min_length, args.max_length, args.seed * 1000 + i, args.max_depth, args.max_args, seen)
+        rows = generate(
+            count, args.min_length, args.max_length, args.seed * 1000 + i, args.max_depth, args.max_args, seen
+        )
         write_tsv(args.out_dir / f"basic_{split}.tsv", rows)
         print(f"{split}: {len(rows)} expressions -> {args.out_dir / f'basic_{split}.tsv'}", file=sys.stderr)
 

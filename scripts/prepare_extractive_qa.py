@@ -17,6 +17,7 @@ Output in DESTDIR:
 The fairseq-preprocess commands are printed (--no-binarize only prints them).  Fine-tuning a
 pretrained model needs its input dictionary: pass it as --srcdict.
 """
+
 import json
 import sys
 from pathlib import Path
@@ -56,7 +57,8 @@ def read_squad(path: Path, tokenizer: SubwordTokenizer):
                     end = start + len(text)
                     if start < 0 or end > len(context):
                         raise ValueError(
-                            f"{path}: question {qid}: answer {k} span [{start}, {end}) lies outside its context of {len(context)} characters"
+                            f"{path}: question {qid}: answer {k} span [{start}, {end}) lies outside its context of "
+                            f"{len(context)} characters"
                         )
                     if context[start:end] != text:
                         raise ValueError(
@@ -94,7 +96,10 @@ def main(argv=None):
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
         if name == "train":
             unique = list(dict.fromkeys(" ".join(c) for _, c, _ in examples))
-            (text / "dict.source").write_text("".join(" ".join(q) + "\n" for q, _, _ in examples) + "".join(c + "\n" for c in unique), encoding="utf-8")
+            (text / "dict.source").write_text(
+                "".join(" ".join(q) + "\n" for q, _, _ in examples) + "".join(c + "\n" for c in unique),
+                encoding="utf-8",
+            )
         answered = sum(1 for _, _, r in examples if r["spans"])
         print(f"{name}: {len(examples)} questions ({answered} with answers)", flush=True)
     srcdict = args.srcdict

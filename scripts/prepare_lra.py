@@ -30,6 +30,7 @@ OUT_DIR layout (the original fork's, so its processed `lra.zip` data loads the s
 PNG files are read with Pillow when it is installed (`pip install -c constraints.txt pillow`,
 much faster on the full Path-X), else by a small built-in decoder (8-bit, non-interlaced).
 """
+
 import argparse
 import pickle
 import struct
@@ -57,7 +58,8 @@ def fixed_dictionary(symbols):
 
 
 def write_split(out_dir: Path, name: str, split: str, rows, dictionary=None, dtype=None):
-    """Binarize `rows` (lists of symbols when `dictionary` is given, else uint8 arrays) to out_dir/name/split.{bin,idx}."""
+    """Binarize `rows` (lists of symbols when `dictionary` is given, else uint8 arrays) to
+    out_dir/name/split.{bin,idx}."""
     from fairseq.data import indexed_dataset
 
     folder = out_dir / name
@@ -80,7 +82,13 @@ def write_labels(out_dir: Path, split: str, labels, num_classes: int, where: str
     for i, label in enumerate(labels):
         if not 0 <= label < num_classes:
             raise ValueError(f"{where}: example {i} has label {label}, outside 0..{num_classes - 1}")
-    write_split(out_dir, "label-bin", split, [[str(label)] for label in labels], fixed_dictionary(str(c) for c in range(num_classes)))
+    write_split(
+        out_dir,
+        "label-bin",
+        split,
+        [[str(label)] for label in labels],
+        fixed_dictionary(str(c) for c in range(num_classes)),
+    )
 
 
 def byte_symbols(text: str, max_length: int):
@@ -90,8 +98,10 @@ def byte_symbols(text: str, max_length: int):
 # ----------------------------------------------------------------------------- text tasks
 def read_listops_tsv(path: Path):
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: listops expects RAW_DIR with basic_train.tsv, basic_val.tsv, basic_test.tsv "
-                                "(lra_release/listops-1000/ or the output of scripts/make_listops.py)")
+        raise FileNotFoundError(
+            f"{path} not found: listops expects RAW_DIR with basic_train.tsv, basic_val.tsv, basic_test.tsv "
+            "(lra_release/listops-1000/ or the output of scripts/make_listops.py)"
+        )
     sources, labels = [], []
     with open(path, encoding="utf-8") as f:
         header = f.readline().rstrip("\n").split("\t")
@@ -131,7 +141,10 @@ def prepare_imdb(raw: Path, out: Path, args):
         for label, sentiment in ((0, "neg"), (1, "pos")):
             directory = raw / folder / sentiment
             if not directory.is_dir():
-                raise FileNotFoundError(f"{directory} not found: imdb expects RAW_DIR = aclImdb/ with train/{{pos,neg}} and test/{{pos,neg}}")
+                raise FileNotFoundError(
+                    f"{directory} not found: imdb expects RAW_DIR = aclImdb/ with train/{{pos,neg}} and "
+                    f"test/{{pos,neg}}"
+                )
             for path in sorted(directory.glob("*.txt")):
                 docs.append(byte_symbols(path.read_text(encoding="utf-8"), max_length))
                 labels.append(label)
@@ -147,13 +160,19 @@ def prepare_aan(raw: Path, out: Path, args):
     for split, name in (("train", "train"), ("valid", "eval"), ("test", "test")):
         path = raw / f"new_aan_pairs.{name}.tsv"
         if not path.exists():
-            raise FileNotFoundError(f"{path} not found: aan expects RAW_DIR = lra_release/tsv_data/ with new_aan_pairs.{{train,eval,test}}.tsv")
+            raise FileNotFoundError(
+                f"{path} not found: aan expects RAW_DIR = lra_release/tsv_data/ with "
+                f"new_aan_pairs.{{train,eval,test}}.tsv"
+            )
         first, second, labels = [], [], []
         with open(path, encoding="utf-8") as f:
             for lineno, line in enumerate(f, start=1):
                 parts = line.rstrip("\n").split("\t")
                 if len(parts) != 5:
-                    raise ValueError(f"{path}:{lineno}: expected 5 tab-separated columns (label, id1, id2, text1, text2), got {len(parts)}")
+                    raise ValueError(
+                        f"{path}:{lineno}: expected 5 tab-separated columns (label, id1, id2, text1, text2), got "
+                        f"{len(parts)}"
+                    )
                 try:
                     labels.append(int(float(parts[0])))
                 except ValueError:
@@ -177,7 +196,9 @@ def write_images(out: Path, split: str, images, labels, side: int, num_classes: 
     flat = []
     for i, image in enumerate(images):
         if image.shape != (side, side):
-            raise ValueError(f"{where}: image {i} is {'x'.join(map(str, image.shape))}, expected {side}x{side} grayscale")
+            raise ValueError(
+                f"{where}: image {i} is {'x'.join(map(str, image.shape))}, expected {side}x{side} grayscale"
+            )
         flat.append(image.reshape(-1))
     write_split(out, "src-bin", split, flat, dtype=np.uint8)
     write_labels(out, split, labels, num_classes, where)
@@ -188,7 +209,11 @@ def write_images(out: Path, split: str, images, labels, side: int, num_classes: 
 CIFAR_PICKLE_GLOBALS = {
     (module, name)
     for core in ("numpy.core", "numpy._core")
-    for module, name in ((f"{core}.multiarray", "_reconstruct"), (f"{core}.multiarray", "scalar"), (f"{core}.numeric", "_frombuffer"))
+    for module, name in (
+        (f"{core}.multiarray", "_reconstruct"),
+        (f"{core}.multiarray", "scalar"),
+        (f"{core}.numeric", "_frombuffer"),
+    )
 } | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 
 
@@ -223,7 +248,9 @@ def load_cifar_batch(path: Path) -> dict:
                 raise
             raise pickle.UnpicklingError(f"{path}: not a CIFAR-10 python batch ({err})") from err
         except (EOFError, ValueError, TypeError, IndexError, AttributeError) as err:
-            raise pickle.UnpicklingError(f"{path}: not a CIFAR-10 python batch (truncated or corrupt pickle: {err!r})") from err
+            raise pickle.UnpicklingError(
+                f"{path}: not a CIFAR-10 python batch (truncated or corrupt pickle: {err!r})"
+            ) from err
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise ValueError(f"{path}: not a CIFAR-10 python batch (expected a dict with b'data' and b'labels')")
     return batch
@@ -233,7 +260,9 @@ def prepare_cifar10(raw: Path, out: Path, args):
     def load(name):
         path = raw / name
         if not path.exists():
-            raise FileNotFoundError(f"{path} not found: cifar10 expects RAW_DIR = cifar-10-batches-py/ with data_batch_1..5 and test_batch")
+            raise FileNotFoundError(
+                f"{path} not found: cifar10 expects RAW_DIR = cifar-10-batches-py/ with data_batch_1..5 and test_batch"
+            )
         batch = load_cifar_batch(path)
         data = np.asarray(batch[b"data"], dtype=np.uint8)
         if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
@@ -248,7 +277,10 @@ def prepare_cifar10(raw: Path, out: Path, args):
         train_y += y
     test_x, test_y = load("test_batch")
     if args.valid_size:
-        splits = {"train": (train_x[: -args.valid_size], train_y[: -args.valid_size]), "valid": (train_x[-args.valid_size:], train_y[-args.valid_size:])}
+        splits = {
+            "train": (train_x[: -args.valid_size], train_y[: -args.valid_size]),
+            "valid": (train_x[-args.valid_size :], train_y[-args.valid_size :]),
+        }
     else:
         splits = {"train": (train_x, train_y), "valid": (test_x, test_y)}
     splits["test"] = (test_x, test_y)
@@ -269,8 +301,8 @@ def decode_png(data: bytes, where: str = "PNG") -> np.ndarray:
         raise ValueError(f"{where}: not a PNG file")
     pos, idat, header = 8, [], None
     while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
         pos += 12 + length
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", body)
@@ -283,8 +315,10 @@ def decode_png(data: bytes, where: str = "PNG") -> np.ndarray:
     width, height, depth, color, _, _, interlace = header
     channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(color)
     if depth != 8 or channels is None or interlace:
-        raise ValueError(f"{where}: only 8-bit non-interlaced gray/RGB(A) PNGs are supported without Pillow "
-                         f"(got depth {depth}, color type {color}, interlace {interlace}); install Pillow")
+        raise ValueError(
+            f"{where}: only 8-bit non-interlaced gray/RGB(A) PNGs are supported without Pillow "
+            f"(got depth {depth}, color type {color}, interlace {interlace}); install Pillow"
+        )
     raw = zlib.decompress(b"".join(idat))
     stride = width * channels
     rows = np.zeros((height, stride), dtype=np.int64)
@@ -330,8 +364,10 @@ def prepare_pathfinder(raw: Path, out: Path, args, side: int):
     root = raw / args.difficulty
     metadata = sorted((root / "metadata").glob("*.npy"), key=lambda p: (len(p.stem), p.stem))
     if not metadata:
-        raise FileNotFoundError(f"no {root}/metadata/*.npy: pathfinder expects RAW_DIR = lra_release/pathfinder{side}/ "
-                                f"with {args.difficulty}/metadata/*.npy and {args.difficulty}/imgs/ (choose another --difficulty?)")
+        raise FileNotFoundError(
+            f"no {root}/metadata/*.npy: pathfinder expects RAW_DIR = lra_release/pathfinder{side}/ "
+            f"with {args.difficulty}/metadata/*.npy and {args.difficulty}/imgs/ (choose another --difficulty?)"
+        )
     images, labels = [], []
     for meta in metadata:
         for lineno, line in enumerate(meta.read_text().splitlines(), start=1):
@@ -356,8 +392,18 @@ def main(argv=None):
     parser.add_argument("task", choices=sorted(NUM_CLASSES))
     parser.add_argument("raw_dir", type=Path)
     parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--max-length", type=int, default=None, help="keep the first N tokens/bytes of each input (imdb/aan default 4000)")
-    parser.add_argument("--valid-size", type=int, default=0, help="cifar10: hold out the last N training images as valid (default: valid = test, as LRA)")
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="keep the first N tokens/bytes of each input (imdb/aan default 4000)",
+    )
+    parser.add_argument(
+        "--valid-size",
+        type=int,
+        default=0,
+        help="cifar10: hold out the last N training images as valid (default: valid = test, as LRA)",
+    )
     parser.add_argument("--difficulty", default="curv_contour_length_14", help="pathfinder subfolder")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)

@@ -15,6 +15,7 @@ Output in DESTDIR:
 Fine-tuning a pretrained model needs its input dictionary: pass it as --srcdict.
 Labels of valid/test that the train file lacks are an error (name them all with --labels).
 """
+
 import sys
 from collections import Counter
 from pathlib import Path
@@ -41,7 +42,9 @@ def read_conll(path: Path, label_column: int):
                 words, labels, lines = [], [], []
                 continue
             if len(columns) < 2:
-                raise ValueError(f"{path}:{number}: expected 'token ... label' columns, got {len(columns)}: {line.rstrip()!r}")
+                raise ValueError(
+                    f"{path}:{number}: expected 'token ... label' columns, got {len(columns)}: {line.rstrip()!r}"
+                )
             if n_columns is None:
                 n_columns, first_line = len(columns), number
             elif len(columns) != n_columns:

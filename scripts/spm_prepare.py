@@ -7,6 +7,7 @@ Writes OUT_DIR/spm.model (+ .vocab) and OUT_DIR/{train,valid,test}.spm (space-se
 With --langs (translation): one joint model trained on TEXT_DIR/train.{en,de}, and the splits
 encoded to OUT_DIR/{split}.{lang} (the layout `fairseq-preprocess -s en -t de --trainpref OUT_DIR/train` reads).
 """
+
 import argparse
 from pathlib import Path
 
@@ -28,7 +29,9 @@ def main():
     parser.add_argument("text_dir", type=Path)
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--vocab-size", type=int, default=4000)
-    parser.add_argument("--langs", nargs="+", help="language suffixes of parallel files (TEXT_DIR/{split}.{lang}); one joint model")
+    parser.add_argument(
+        "--langs", nargs="+", help="language suffixes of parallel files (TEXT_DIR/{split}.{lang}); one joint model"
+    )
     parser.add_argument("--splits", nargs="+", default=["train", "valid", "test"])
     parser.add_argument("--input-sentence-size", type=int, default=0, help="train on this many sampled lines (0: all)")
     args = parser.parse_args()
@@ -37,7 +40,8 @@ def main():
     # (source file, encoded file) per split: TEXT_DIR/{split}.txt -> {split}.spm, or {split}.{lang} -> {split}.{lang}
     files = {
         split: [(args.text_dir / f"{split}.{lang}", args.out_dir / f"{split}.{lang}") for lang in args.langs]
-        if args.langs else [(args.text_dir / f"{split}.txt", args.out_dir / f"{split}.spm")]
+        if args.langs
+        else [(args.text_dir / f"{split}.txt", args.out_dir / f"{split}.spm")]
         for split in args.splits
     }
     for source, _ in (pair for pairs in files.values() for pair in pairs):
@@ -54,10 +58,19 @@ def main():
                     f"fix or re-extract them."
                 )
     spm.SentencePieceTrainer.train(
-        input=",".join(str(source) for source, _ in files[args.splits[0]]), model_prefix=str(prefix), vocab_size=args.vocab_size,
-        model_type="unigram", character_coverage=1.0, num_threads=2, minloglevel=2,
-        input_sentence_size=args.input_sentence_size, shuffle_input_sentence=args.input_sentence_size > 0,
-        bos_id=-1, eos_id=-1, unk_id=0, pad_id=-1,  # fairseq's dictionary adds its own specials
+        input=",".join(str(source) for source, _ in files[args.splits[0]]),
+        model_prefix=str(prefix),
+        vocab_size=args.vocab_size,
+        model_type="unigram",
+        character_coverage=1.0,
+        num_threads=2,
+        minloglevel=2,
+        input_sentence_size=args.input_sentence_size,
+        shuffle_input_sentence=args.input_sentence_size > 0,
+        bos_id=-1,
+        eos_id=-1,
+        unk_id=0,
+        pad_id=-1,  # fairseq's dictionary adds its own specials
     )
     processor = spm.SentencePieceProcessor(model_file=f"{prefix}.model")
     for source, target in (pair for pairs in files.values() for pair in pairs):

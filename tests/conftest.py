@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny binarized LM corpus and a mega_lm checkpoint trained on it with fairseq-train."""
+
 import os
 import subprocess
 import sys
@@ -37,16 +38,47 @@ def lm_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("lm")
     write_corpus(root / "text")
     fairseq_cli(
-        "fairseq-preprocess", "--only-source", "--trainpref", root / "text/train.txt", "--validpref", root / "text/valid.txt",
-        "--testpref", root / "text/test.txt", "--destdir", root / "bin",
+        "fairseq-preprocess",
+        "--only-source",
+        "--trainpref",
+        root / "text/train.txt",
+        "--validpref",
+        root / "text/valid.txt",
+        "--testpref",
+        root / "text/test.txt",
+        "--destdir",
+        root / "bin",
     )
     return root / "bin"
 
 
 LM_TRAIN_ARGS = [
-    "--task", "language_modeling", "--user-dir", REPO / "user_dir", "--arch", "mega_lm_tiny", "--tokens-per-sample", "32",
-    "--max-tokens", "512", "--optimizer", "adam", "--lr", "3e-3", "--cpu", "--num-workers", "0", "--no-epoch-checkpoints",
-    "--log-format", "simple", "--log-interval", "5", "--decoder-chunk-size", "8", "--seed", "1",
+    "--task",
+    "language_modeling",
+    "--user-dir",
+    REPO / "user_dir",
+    "--arch",
+    "mega_lm_tiny",
+    "--tokens-per-sample",
+    "32",
+    "--max-tokens",
+    "512",
+    "--optimizer",
+    "adam",
+    "--lr",
+    "3e-3",
+    "--cpu",
+    "--num-workers",
+    "0",
+    "--no-epoch-checkpoints",
+    "--log-format",
+    "simple",
+    "--log-interval",
+    "5",
+    "--decoder-chunk-size",
+    "8",
+    "--seed",
+    "1",
 ]
 
 
@@ -59,7 +91,9 @@ def trained_lm(lm_data, tmp_path_factory):
 
 
 # words of the fine-tuning tests' synthetic data (token classification: p/q/l/m/o; extractive QA: w/a/q)
-MLM_WORDS = [f"{c}{i}" for c, n in (("w", 40), ("a", 10), ("p", 8), ("q", 10), ("l", 8), ("m", 8), ("o", 20)) for i in range(n)]
+MLM_WORDS = [
+    f"{c}{i}" for c, n in (("w", 40), ("a", 10), ("p", 8), ("q", 10), ("l", 8), ("m", 8), ("o", 20)) for i in range(n)
+]
 MLM_MODEL = ["--arch", "mega_tiny", "--encoder-chunk-size", "8", "--add-token-type-embeddings"]
 
 
@@ -75,13 +109,49 @@ def mlm_checkpoint(tmp_path_factory):
     for split, n in (("train", 160), ("valid", 16)):
         ids = torch.randint(0, len(MLM_WORDS), (n, 12), generator=gen).tolist()
         (root / f"{split}.txt").write_text("".join(" ".join(MLM_WORDS[i] for i in row) + "\n" for row in ids))
-    argv = ["--only-source", "--trainpref", root / "train.txt", "--validpref", root / "valid.txt", "--destdir", root / "bin", "--workers", "1"]
+    argv = [
+        "--only-source",
+        "--trainpref",
+        root / "train.txt",
+        "--validpref",
+        root / "valid.txt",
+        "--destdir",
+        root / "bin",
+        "--workers",
+        "1",
+    ]
     preprocess.main(options.get_preprocessing_parser().parse_args(list(map(str, argv))))
     fairseq_cli(
-        "fairseq-train", root / "bin", "--task", "masked_lm", "--criterion", "masked_lm", *MLM_MODEL, "--user-dir", REPO / "user_dir",
-        "--cpu", "--num-workers", "0", "--optimizer", "adam", "--lr", "3e-3", "--batch-size", "16", "--tokens-per-sample", "32",
-        "--sample-break-mode", "eos", "--max-update", "8", "--no-epoch-checkpoints", "--disable-validation", "--seed", "1",
-        "--save-dir", root / "ckpt",
+        "fairseq-train",
+        root / "bin",
+        "--task",
+        "masked_lm",
+        "--criterion",
+        "masked_lm",
+        *MLM_MODEL,
+        "--user-dir",
+        REPO / "user_dir",
+        "--cpu",
+        "--num-workers",
+        "0",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "3e-3",
+        "--batch-size",
+        "16",
+        "--tokens-per-sample",
+        "32",
+        "--sample-break-mode",
+        "eos",
+        "--max-update",
+        "8",
+        "--no-epoch-checkpoints",
+        "--disable-validation",
+        "--seed",
+        "1",
+        "--save-dir",
+        root / "ckpt",
     )
     return root / "ckpt" / "checkpoint_last.pt", root / "bin" / "dict.txt"
 

@@ -1,5 +1,6 @@
 """The package's layering (docs/architecture.md), checked on the source: which layer may import which,
 no imports of another module's private names, and torch-only building blocks."""
+
 import ast
 import pathlib
 

@@ -1,4 +1,5 @@
 """Bad input gets a ValueError naming the problem and the fix, never a reshape traceback."""
+
 import pytest
 import torch
 from torch import nn
@@ -47,7 +48,11 @@ def test_chunk_size_must_be_positive(chunk):
 @pytest.mark.parametrize(
     "field,value,message",
     [
-        ("attention_activation", "sigmoid", "unknown attention_activation 'sigmoid'; choose one of softmax, laplace, relu2"),
+        (
+            "attention_activation",
+            "sigmoid",
+            "unknown attention_activation 'sigmoid'; choose one of softmax, laplace, relu2",
+        ),
         ("normalization_type", "groupnorm", "unknown normalization_type 'groupnorm'"),
         ("rel_pos_bias", "alibi", "unknown rel_pos_bias 'alibi'"),
         ("activation", "swish", "unknown activation 'swish'"),

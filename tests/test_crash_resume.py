@@ -1,6 +1,7 @@
 """Crash safety: `fairseq-train` of a Mega LM killed with SIGKILL mid-epoch resumes from checkpoint_last.pt when the
 same command is run again: same update count, same position in the epoch's batches, same losses as if it had not
 stopped, and it finishes --max-update."""
+
 import os
 import re
 import signal
@@ -35,17 +36,53 @@ def make_data(tmp_path):
     from fairseq_cli import preprocess
 
     data = tmp_path / "bin"
-    preprocess.main(options.get_preprocessing_parser().parse_args(["--only-source", "--trainpref", str(text), "--destdir", str(data)]))
+    preprocess.main(
+        options.get_preprocessing_parser().parse_args(
+            ["--only-source", "--trainpref", str(text), "--destdir", str(data)]
+        )
+    )
     return data
 
 
 def train_command(data, save):
     return [
-        BIN / "fairseq-train", data, "--task", "mega_language_modeling", "--user-dir", REPO / "user_dir",
-        "--arch", "mega_lm_tiny", "--decoder-chunk-size", "8", "--tokens-per-sample", "32", "--batch-size", "1",
-        "--optimizer", "adam", "--lr", "1e-3", "--max-update", str(MAX_UPDATE),
-        "--save-interval-updates", "5", "--keep-interval-updates", "1", "--no-epoch-checkpoints", "--disable-validation",
-        "--cpu", "--num-workers", "0", "--log-format", "simple", "--log-interval", "1", "--seed", "1", "--save-dir", save,
+        BIN / "fairseq-train",
+        data,
+        "--task",
+        "mega_language_modeling",
+        "--user-dir",
+        REPO / "user_dir",
+        "--arch",
+        "mega_lm_tiny",
+        "--decoder-chunk-size",
+        "8",
+        "--tokens-per-sample",
+        "32",
+        "--batch-size",
+        "1",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e-3",
+        "--max-update",
+        str(MAX_UPDATE),
+        "--save-interval-updates",
+        "5",
+        "--keep-interval-updates",
+        "1",
+        "--no-epoch-checkpoints",
+        "--disable-validation",
+        "--cpu",
+        "--num-workers",
+        "0",
+        "--log-format",
+        "simple",
+        "--log-interval",
+        "1",
+        "--seed",
+        "1",
+        "--save-dir",
+        save,
     ]
 
 
@@ -61,7 +98,9 @@ def test_kill_9_then_same_command_resumes(tmp_path):
 
     # first run: SIGKILL once a mid-epoch checkpoint (5 updates) is written and training has gone on past it
     # (at update 7: between two saves, as fairseq copies checkpoint_1_N.pt to checkpoint_last.pt non-atomically)
-    first = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    first = subprocess.Popen(
+        command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     lines = []
     killed_at = []
 

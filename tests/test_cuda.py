@@ -1,6 +1,7 @@
 """CUDA-only checks (skipped without a GPU; scripts/gpu_check.sh runs them): half-precision and autocast
 forwards of a chunked Mega stack against fp32, the EMA kernel kept in fp32, and apex's fused Adam picked
 up by fairseq when apex is importable."""
+
 import copy
 import importlib.util
 
@@ -21,7 +22,14 @@ LENGTH = 8192
 @pytest.fixture(scope="module")
 def chunked():
     cfg = MegaLayerConfig(
-        embed_dim=64, z_dim=32, hidden_dim=128, ffn_dim=128, n_dim=16, bidirectional=False, causal=True, chunk_size=512,
+        embed_dim=64,
+        z_dim=32,
+        hidden_dim=128,
+        ffn_dim=128,
+        n_dim=16,
+        bidirectional=False,
+        causal=True,
+        chunk_size=512,
         normalization_type="layernorm",
     )
     model = randomize_(MegaStack(cfg, 2, nn.Embedding(100, 64, padding_idx=1))).eval().cuda()

@@ -3,6 +3,7 @@
 fairseq-train runs under torchrun with the default DDP backend (pytorch_ddp); the plugin's patches
 (mega_fairseq/fairseq_patches.py) make that work without CUDA.
 """
+
 import os
 import socket
 import subprocess
@@ -29,9 +30,24 @@ def free_port() -> int:
 
 def torchrun_train(data, save_dir, *extra, nproc=2):
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr", "127.0.0.1",
-        "--master_port", str(free_port()), str(BIN / "fairseq-train"), str(data), *map(str, LM_TRAIN_ARGS), *NO_DROPOUT,
-        "--distributed-world-size", str(nproc), "--save-dir", str(save_dir), *map(str, extra),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(nproc),
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        str(BIN / "fairseq-train"),
+        str(data),
+        *map(str, LM_TRAIN_ARGS),
+        *NO_DROPOUT,
+        "--distributed-world-size",
+        str(nproc),
+        "--save-dir",
+        str(save_dir),
+        *map(str, extra),
     ]
     proc = subprocess.run(cmd, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
@@ -54,7 +70,9 @@ def ddp_vs_single(lm_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
     common = ["--max-update", UPDATES, "--disable-validation"]
     log = torchrun_train(lm_data, root / "two", *common)
-    fairseq_cli("fairseq-train", lm_data, *LM_TRAIN_ARGS, *NO_DROPOUT, *common, "--update-freq", "2", "--save-dir", root / "one")
+    fairseq_cli(
+        "fairseq-train", lm_data, *LM_TRAIN_ARGS, *NO_DROPOUT, *common, "--update-freq", "2", "--save-dir", root / "one"
+    )
     return root, log
 
 
@@ -70,9 +88,19 @@ def test_two_cpu_processes_equal_update_freq_two(ddp_vs_single):
 def test_two_process_checkpoint_resumes_in_one_process(ddp_vs_single, lm_data, tmp_path):
     root, _ = ddp_vs_single
     proc = fairseq_cli(
-        "fairseq-train", lm_data, *LM_TRAIN_ARGS, *NO_DROPOUT,
-        "--update-freq", "2", "--max-update", UPDATES + 2, "--disable-validation",
-        "--restore-file", root / "two/checkpoint_last.pt", "--save-dir", tmp_path,
+        "fairseq-train",
+        lm_data,
+        *LM_TRAIN_ARGS,
+        *NO_DROPOUT,
+        "--update-freq",
+        "2",
+        "--max-update",
+        UPDATES + 2,
+        "--disable-validation",
+        "--restore-file",
+        root / "two/checkpoint_last.pt",
+        "--save-dir",
+        tmp_path,
     )
     log = proc.stdout + proc.stderr
     assert f"@ {UPDATES} updates" in log  # fairseq's "loaded checkpoint ... (epoch E @ N updates)"
@@ -131,8 +159,14 @@ def syncbn_worker(rank, init_file, out_dir):
         out = norm(x_local, mask[rows])
         (out * upstream[rows] * (~mask[rows]).unsqueeze(-1)).sum().backward()
         torch.save(
-            {"out": out.detach(), "x_grad": x_local.grad, "w_grad": norm.weight.grad, "b_grad": norm.bias.grad,
-             "running_mean": norm.running_mean, "running_var": norm.running_var},
+            {
+                "out": out.detach(),
+                "x_grad": x_local.grad,
+                "w_grad": norm.weight.grad,
+                "b_grad": norm.bias.grad,
+                "running_mean": norm.running_mean,
+                "running_var": norm.running_var,
+            },
             os.path.join(out_dir, f"rank{rank}.pt"),
         )
     finally:

@@ -1,4 +1,5 @@
 """The EMA's FFT path, recurrent step and streaming state compute the same maths."""
+
 import pytest
 import torch
 

@@ -1,5 +1,6 @@
 """mega_extractive_qa: SQuAD metrics, context windows and the best span across windows, SQuAD-JSON
 preparation and its errors, fairseq-train fine-tuning of a masked-LM mega_encoder checkpoint, inference."""
+
 import importlib.util
 import json
 import random
@@ -31,8 +32,13 @@ def squad_json(path, n, seed, max_len=50):
         pos = rng.randrange(len(words) + 1)
         words[pos:pos] = answer
         start = len(" ".join(words[:pos])) + (1 if pos else 0)
-        qas = [{"id": f"{seed}-{i}", "question": " ".join(f"q{rng.randrange(10)}" for _ in range(3)),
-                "answers": [{"text": " ".join(answer), "answer_start": start}]}]
+        qas = [
+            {
+                "id": f"{seed}-{i}",
+                "question": " ".join(f"q{rng.randrange(10)}" for _ in range(3)),
+                "answers": [{"text": " ".join(answer), "answer_start": start}],
+            }
+        ]
         paragraphs.append({"context": " ".join(words), "qas": qas})
     path.write_text(json.dumps({"version": "1.1", "data": [{"title": "t", "paragraphs": paragraphs}]}))
 
@@ -55,7 +61,11 @@ def test_squad_metrics_hand_computed():
 
 
 def test_score_prediction_on_text_or_token_spans():
-    meta = {"context": "Ada wrote it in 1843.", "offsets": [[0, 3], [4, 9], [10, 12], [13, 15], [16, 21]], "answers": ["1843"]}
+    meta = {
+        "context": "Ada wrote it in 1843.",
+        "offsets": [[0, 3], [4, 9], [10, 12], [13, 15], [16, 21]],
+        "answers": ["1843"],
+    }
     assert span_text(meta, 4, 4) == "1843." and score_prediction((4, 4), [(4, 4)], meta) == (1.0, 1.0)
     assert score_prediction((3, 4), [(4, 4)], meta) == (0.0, pytest.approx(2 / 3))  # "in 1843." vs "1843"
     assert score_prediction((3, 4), [(4, 4)], None) == (0.0, pytest.approx(2 / 3))  # token positions: P 1/2, R 1
@@ -103,8 +113,16 @@ def test_answer_only_in_second_window():
     context = [d.index(f"w{i}") for i in range(12)] + [d.eos()]  # 12 tokens + eos
     # max_positions 12 -> window 12 - 2 - 4 = 6 tokens, stride 4: windows (0,6) (4,6) (8,4); the answer (7, 9)
     # fits only in the second one
-    ds = QAWindowDataset(tokens_dataset([question]), tokens_dataset([context]), [[(7, 9)]], d, max_positions=12, doc_stride=4,
-                         max_question_len=64, by_example=True)
+    ds = QAWindowDataset(
+        tokens_dataset([question]),
+        tokens_dataset([context]),
+        [[(7, 9)]],
+        d,
+        max_positions=12,
+        doc_stride=4,
+        max_question_len=64,
+        by_example=True,
+    )
     assert [(w[2], w[3]) for w in ds.windows] == [(0, 6), (4, 6), (8, 4)]
     windows = ds[0]
     bos, eos = d.bos(), d.eos()
@@ -122,7 +140,7 @@ def test_answer_only_in_second_window():
     end = start.clone()
     start[1, offset + 3], end[1, offset + 5] = 4.0, 4.0  # window 2: context 7..9
     start[0, offset + 1], end[0, offset + 2] = 3.0, 3.0  # window 1: decoy 1..2
-    (score, s, e), = predict_spans(start, end, sample["qa"], 30)
+    ((score, s, e),) = predict_spans(start, end, sample["qa"], 30)
     assert (s, e, score) == (7, 9, 8.0)
     assert sample["qa"]["gold_spans"] == [[(7, 9)]] and sample["nsentences"] == 1 and len(sample["target"]) == 3
 
@@ -131,7 +149,15 @@ def test_question_too_long_for_the_window_is_an_error():
     d = Dictionary()
     q = [4] * 10 + [d.eos()]
     with pytest.raises(ValueError, match="raise --max-positions or lower --max-question-len"):
-        QAWindowDataset(tokens_dataset([q]), tokens_dataset([[4, d.eos()]]), [[]], d, max_positions=12, doc_stride=4, max_question_len=64)
+        QAWindowDataset(
+            tokens_dataset([q]),
+            tokens_dataset([[4, d.eos()]]),
+            [[]],
+            d,
+            max_positions=12,
+            doc_stride=4,
+            max_question_len=64,
+        )
 
 
 # ---- preparation, fine-tuning, inference ----------------------------------------------------------
@@ -149,10 +175,30 @@ def test_prepare_maps_answers_to_spm_token_spans(squad, tmp_path):
     import sentencepiece as spm
 
     lines = [p["context"] for p in json.loads((squad / "train.json").read_text())["data"][0]["paragraphs"]]
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_prefix=str(tmp_path / "spm"), vocab_size=30, model_type="bpe",
-                                   bos_id=-1, eos_id=-1, unk_id=0, pad_id=-1, minloglevel=2, num_threads=1)
-    prepare.main(["--train", str(squad / "train.json"), "--valid", str(squad / "valid.json"), "--destdir", str(tmp_path / "bin"),
-                  "--spm", str(tmp_path / "spm.model")])
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines),
+        model_prefix=str(tmp_path / "spm"),
+        vocab_size=30,
+        model_type="bpe",
+        bos_id=-1,
+        eos_id=-1,
+        unk_id=0,
+        pad_id=-1,
+        minloglevel=2,
+        num_threads=1,
+    )
+    prepare.main(
+        [
+            "--train",
+            str(squad / "train.json"),
+            "--valid",
+            str(squad / "valid.json"),
+            "--destdir",
+            str(tmp_path / "bin"),
+            "--spm",
+            str(tmp_path / "spm.model"),
+        ]
+    )
     contexts = (tmp_path / "bin/text/valid.context").read_text().splitlines()
     records = [json.loads(line) for line in (tmp_path / "bin/label/valid.jsonl").read_text().splitlines()]
     assert len(records) == len(contexts) == 30
@@ -160,7 +206,7 @@ def test_prepare_maps_answers_to_spm_token_spans(squad, tmp_path):
     for tokens, record in zip(contexts, records):
         tokens = tokens.split()
         assert len(tokens) == len(record["offsets"])
-        (s, e), = record["spans"]
+        ((s, e),) = record["spans"]
         assert span_text(record, s, e) == record["answers"][0]  # the token span spells the answer
         assert "".join(t.replace("\u2581", "") for t in tokens[s : e + 1]) == record["answers"][0].replace(" ", "")
         pieces_per_word.append(len(tokens) / len(record["context"].split()))
@@ -173,12 +219,18 @@ def test_prepare_maps_answers_to_spm_token_spans(squad, tmp_path):
 def test_prepare_errors_name_the_question(tmp_path):
     def write(answer_start, text):
         qa = {"id": "q-42", "question": "who ?", "answers": [{"text": text, "answer_start": answer_start}]}
-        (tmp_path / "bad.json").write_text(json.dumps({"data": [{"paragraphs": [{"context": "Ada wrote it", "qas": [qa]}]}]}))
+        (tmp_path / "bad.json").write_text(
+            json.dumps({"data": [{"paragraphs": [{"context": "Ada wrote it", "qas": [qa]}]}]})
+        )
         return ["--train", str(tmp_path / "bad.json"), "--destdir", str(tmp_path / "out"), "--no-binarize"]
 
-    with pytest.raises(ValueError, match=r"question q-42: answer 0 span \[10, 15\) lies outside its context of 12 characters"):
+    with pytest.raises(
+        ValueError, match=r"question q-42: answer 0 span \[10, 15\) lies outside its context of 12 characters"
+    ):
         prepare.main(write(10, "it is"))
-    with pytest.raises(ValueError, match=r"question q-42: answer 0 text 'Bob' does not match the context at answer_start 0: 'Ada'"):
+    with pytest.raises(
+        ValueError, match=r"question q-42: answer 0 text 'Bob' does not match the context at answer_start 0: 'Ada'"
+    ):
         prepare.main(write(0, "Bob"))
     prepare.main(write(4, "wrote"))
 
@@ -186,25 +238,78 @@ def test_prepare_errors_name_the_question(tmp_path):
 def test_finetune_from_masked_lm_checkpoint_and_answer(squad, mlm_checkpoint, tmp_path):
     checkpoint, mlm_dict = mlm_checkpoint
     data = tmp_path / "bin"
-    prepare.main(["--train", str(squad / "train.json"), "--valid", str(squad / "valid.json"), "--destdir", str(data), "--srcdict", str(mlm_dict)])
+    prepare.main(
+        [
+            "--train",
+            str(squad / "train.json"),
+            "--valid",
+            str(squad / "valid.json"),
+            "--destdir",
+            str(data),
+            "--srcdict",
+            str(mlm_dict),
+        ]
+    )
 
     # every validation example is scored, whatever --required-batch-size-multiple (fairseq drops uneven last batches)
     from fairseq.tasks import TASK_REGISTRY
 
     from mega_fairseq.tasks.extractive_qa import ExtractiveQAConfig
 
-    task = TASK_REGISTRY["mega_extractive_qa"].setup_task(ExtractiveQAConfig(data=str(data), max_positions=32, doc_stride=16, train_subset="train"))
+    task = TASK_REGISTRY["mega_extractive_qa"].setup_task(
+        ExtractiveQAConfig(data=str(data), max_positions=32, doc_stride=16, train_subset="train")
+    )
     valid = task.load_dataset("valid")
-    batches = task.get_batch_iterator(valid, max_sentences=16, required_batch_size_multiple=8).next_epoch_itr(shuffle=False)
+    batches = task.get_batch_iterator(valid, max_sentences=16, required_batch_size_multiple=8).next_epoch_itr(
+        shuffle=False
+    )
     assert sum(b["nsentences"] for b in batches) == 30
     assert len(valid.windows) > 30  # long contexts span several windows
 
     proc = fairseq_cli(
-        "fairseq-train", data, "--task", "mega_extractive_qa", "--criterion", "mega_extractive_qa", *MLM_MODEL,
-        "--user-dir", REPO / "user_dir", "--cpu", "--num-workers", "0", "--batch-size", "16", "--optimizer", "adam", "--lr", "3e-3",
-        "--max-update", "30", "--max-positions", "32", "--doc-stride", "16", "--log-format", "json", "--log-interval", "5",
-        "--seed", "1", "--dropout", "0", "--no-epoch-checkpoints", "--best-checkpoint-metric", "f1", "--maximize-best-checkpoint-metric",
-        "--save-dir", tmp_path / "ckpt", "--restore-file", checkpoint, "--reset-optimizer", "--reset-dataloader", "--reset-meters",
+        "fairseq-train",
+        data,
+        "--task",
+        "mega_extractive_qa",
+        "--criterion",
+        "mega_extractive_qa",
+        *MLM_MODEL,
+        "--user-dir",
+        REPO / "user_dir",
+        "--cpu",
+        "--num-workers",
+        "0",
+        "--batch-size",
+        "16",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "3e-3",
+        "--max-update",
+        "30",
+        "--max-positions",
+        "32",
+        "--doc-stride",
+        "16",
+        "--log-format",
+        "json",
+        "--log-interval",
+        "5",
+        "--seed",
+        "1",
+        "--dropout",
+        "0",
+        "--no-epoch-checkpoints",
+        "--best-checkpoint-metric",
+        "f1",
+        "--maximize-best-checkpoint-metric",
+        "--save-dir",
+        tmp_path / "ckpt",
+        "--restore-file",
+        checkpoint,
+        "--reset-optimizer",
+        "--reset-dataloader",
+        "--reset-meters",
     )
     log = proc.stdout + proc.stderr
     assert f"Loaded checkpoint {checkpoint}" in log
@@ -222,6 +327,10 @@ def test_finetune_from_masked_lm_checkpoint_and_answer(squad, mlm_checkpoint, tm
     from mega_fairseq.qa_inference import QAPredictor
 
     qa = QAPredictor.from_checkpoint(tmp_path / "ckpt/checkpoint_best.pt")
-    context = " ".join(f"w{i % 30}" for i in range(40)) + " a3 a4 w5 w6"  # 44 tokens: the answer is past the first window
+    context = (
+        " ".join(f"w{i % 30}" for i in range(40)) + " a3 a4 w5 w6"
+    )  # 44 tokens: the answer is past the first window
     assert qa.answer("q1 q2 q3", context)[0] == "a3 a4"
-    assert_exports_to_transformers(tmp_path / "ckpt/checkpoint_best.pt", data, "AutoModelForQuestionAnswering", tmp_path / "hf")
+    assert_exports_to_transformers(
+        tmp_path / "ckpt/checkpoint_best.pt", data, "AutoModelForQuestionAnswering", tmp_path / "hf"
+    )

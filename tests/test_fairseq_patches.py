@@ -1,5 +1,6 @@
 """The patch-once helper and its guards (mega_fairseq/fairseq_patches.py); the patches' behaviour is
 tested in test_distributed.py and test_mixed_precision.py."""
+
 import logging
 import types
 

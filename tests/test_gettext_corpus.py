@@ -1,4 +1,5 @@
 """scripts/make_gettext_corpus.py on hand-written .mo catalogs: cleaning, dedup, a leak-free deterministic split."""
+
 import struct
 import subprocess
 import sys
@@ -38,18 +39,23 @@ def read(out, split, lang):
 
 def test_cleaning_dedup_and_split(tmp_path):
     many = {f"Open file number {i}": f"Datei Nummer {i} öffnen" for i in range(300)}
-    write_mo(tmp_path / "loc/de/LC_MESSAGES/a.mo", {
-        **many,
-        "_Save As": "Speichern _unter",  # accelerators go
-        "&Quit": "&Beenden",
-        "domain_constraint": "Domänen-Constraint",  # an identifier's underscore stays
-        "%s: %d": "%s: %d",  # format only
-        "Status": "Status",  # untranslated
-        "first line\nsecond line": "erste Zeile\nzweite Zeile",  # multi-line
-        "menu\x04Close": "Schließen",  # msgctxt prefix dropped
-        "x" * 201: "y" * 201,  # too long
-    })
-    write_mo(tmp_path / "loc/de/LC_MESSAGES/b.mo", {"open file number 7:": "Öffne Datei 7:", "Quit": "Verlassen"})  # duplicates
+    write_mo(
+        tmp_path / "loc/de/LC_MESSAGES/a.mo",
+        {
+            **many,
+            "_Save As": "Speichern _unter",  # accelerators go
+            "&Quit": "&Beenden",
+            "domain_constraint": "Domänen-Constraint",  # an identifier's underscore stays
+            "%s: %d": "%s: %d",  # format only
+            "Status": "Status",  # untranslated
+            "first line\nsecond line": "erste Zeile\nzweite Zeile",  # multi-line
+            "menu\x04Close": "Schließen",  # msgctxt prefix dropped
+            "x" * 201: "y" * 201,  # too long
+        },
+    )
+    write_mo(
+        tmp_path / "loc/de/LC_MESSAGES/b.mo", {"open file number 7:": "Öffne Datei 7:", "Quit": "Verlassen"}
+    )  # duplicates
     (tmp_path / "loc/de/LC_MESSAGES/broken.mo").write_bytes(b"not a catalog")
     proc = run(tmp_path / "out", "--locale-dir", tmp_path / "loc")
     assert proc.returncode == 0, proc.stderr
@@ -68,7 +74,8 @@ def test_cleaning_dedup_and_split(tmp_path):
     again = run(tmp_path / "again", "--locale-dir", tmp_path / "loc")
     assert again.returncode == 0 and all(
         (out / f"{s}.{lang}").read_bytes() == (tmp_path / "again" / f"{s}.{lang}").read_bytes()
-        for s in ("train", "valid", "test") for lang in ("en", "de")
+        for s in ("train", "valid", "test")
+        for lang in ("en", "de")
     )
 
 

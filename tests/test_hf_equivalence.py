@@ -1,15 +1,16 @@
 """Our Mega stack vs transformers 4.57.6's MegaModel with identical (randomized) weights: max |diff| <= 1e-5 in fp32."""
+
 import itertools
 import warnings
 
 import pytest
 import torch
+import transformers  # noqa: E402,F401  the test extra installs it: a missing package fails, never skips
 
 from mega_fairseq.convert.hf_names import stack_state_dict_from_hf, stack_state_dict_to_hf
 from mega_fairseq.modules import MegaLayerConfig
 from mega_fairseq.testing import hf_twin
 
-import transformers  # noqa: E402,F401  the test extra installs it: a missing package fails, never skips
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 TOL = 1e-5
@@ -82,21 +83,35 @@ def test_training_mode_matches_hf_without_padding(norm):
     compare(small_config(normalization_type=norm), lengths=[12, 12, 12], train=True)
 
 
-@pytest.mark.parametrize("options", [dict(use_nffn=False), dict(norm_affine=False), dict(activation="gelu"), dict(normalize_before=True, normalize_before_ffn=False)])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(use_nffn=False),
+        dict(norm_affine=False),
+        dict(activation="gelu"),
+        dict(normalize_before=True, normalize_before_ffn=False),
+    ],
+)
 def test_other_options_match_hf(options):
     compare(small_config(**options))
 
 
-@pytest.mark.parametrize("activation,bias", list(itertools.product(["softmax", "laplace", "relu2"], ["rotary", "simple"])))
+@pytest.mark.parametrize(
+    "activation,bias", list(itertools.product(["softmax", "laplace", "relu2"], ["rotary", "simple"]))
+)
 def test_cross_attention_decoder_matches_hf(activation, bias):
-    cfg = small_config(bidirectional=False, causal=True, cross_attention=True, attention_activation=activation, rel_pos_bias=bias)
+    cfg = small_config(
+        bidirectional=False, causal=True, cross_attention=True, attention_activation=activation, rel_pos_bias=bias
+    )
     ours, hf = hf_twin(cfg, 2)
     tokens, keep = padded_batch([10, 7, 4])
     src = torch.randn(3, 6, 16)
     src_keep = torch.arange(6)[None] < torch.tensor([6, 4, 5])[:, None]
     with torch.no_grad():
         ours_out, _, _ = ours(tokens, ~keep, encoder_out=src, encoder_padding_mask=~src_keep)
-        hf_out = hf(tokens, attention_mask=keep.long(), encoder_hidden_states=src, encoder_attention_mask=src_keep.long()).last_hidden_state
+        hf_out = hf(
+            tokens, attention_mask=keep.long(), encoder_hidden_states=src, encoder_attention_mask=src_keep.long()
+        ).last_hidden_state
     assert (ours_out - hf_out).abs()[keep].max().item() <= TOL
 
 
@@ -132,5 +147,7 @@ def test_exported_names_avoid_gamma_and_beta():
 @pytest.mark.parametrize("causal,chunk", [(False, -1), (False, 256), (True, -1), (True, 256)])
 def test_long_sequences_match_hf(causal, chunk):
     """1024 positions (past where half-precision positions would break), kernel and chunking at scale."""
-    cfg = small_config(bidirectional=not causal, causal=causal, chunk_size=chunk, max_positions=1024, rel_pos_bias="simple")
+    cfg = small_config(
+        bidirectional=not causal, causal=causal, chunk_size=chunk, max_positions=1024, rel_pos_bias="simple"
+    )
     compare(cfg, lengths=[1024, 1000, 700])

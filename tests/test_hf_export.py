@@ -1,10 +1,12 @@
 """mega-export-hf: fairseq mega_lm checkpoints -> transformers MegaForCausalLM, verified or refused."""
+
 import json
 
 import pytest
 import torch
 
 from conftest import LM_TRAIN_ARGS, REPO, fairseq_cli
+
 
 class NotAllowlisted:
     """A class a weights_only load must refuse."""
@@ -17,8 +19,25 @@ HF_TRAIN_ARGS[HF_TRAIN_ARGS.index("--arch") + 1 : HF_TRAIN_ARGS.index("--arch") 
 @pytest.fixture(scope="module")
 def hf_lm_checkpoint(lm_data, tmp_path_factory):
     save = tmp_path_factory.mktemp("hf_lm")
-    fairseq_cli("fairseq-train", lm_data, *HF_TRAIN_ARGS, "--decoder-layers", "2", "--decoder-embed-dim", "32", "--decoder-hidden-dim", "48",
-                "--decoder-ffn-embed-dim", "48", "--decoder-z-dim", "16", "--max-update", "3", "--save-dir", save)
+    fairseq_cli(
+        "fairseq-train",
+        lm_data,
+        *HF_TRAIN_ARGS,
+        "--decoder-layers",
+        "2",
+        "--decoder-embed-dim",
+        "32",
+        "--decoder-hidden-dim",
+        "48",
+        "--decoder-ffn-embed-dim",
+        "48",
+        "--decoder-z-dim",
+        "16",
+        "--max-update",
+        "3",
+        "--save-dir",
+        save,
+    )
     return lm_data, save / "checkpoint_last.pt"
 
 
@@ -46,7 +65,11 @@ def test_cli_exports_and_refuses_with_the_option_to_change(hf_lm_checkpoint, tra
     _, tiny_checkpoint, _ = trained_lm  # mega_lm_tiny: scaled embeddings and a final norm
     refused = fairseq_cli("mega-export-hf", tiny_checkpoint, tmp_path / "refused", "--data", data, check=False)
     assert refused.returncode == 2
-    assert "--no-scale-embedding" in refused.stderr and "--no-final-norm" in refused.stderr and "mega_lm_hf" in refused.stderr
+    assert (
+        "--no-scale-embedding" in refused.stderr
+        and "--no-final-norm" in refused.stderr
+        and "mega_lm_hf" in refused.stderr
+    )
     assert not (tmp_path / "refused" / "model.safetensors").exists()
 
 
@@ -82,23 +105,58 @@ def test_import_round_trip_is_exact_and_fairseq_uses_the_checkpoint(hf_lm_checkp
     for key, value in original.state_dict().items():
         assert torch.equal(value, imported.state_dict()[key]), key
     export(str(tmp_path / "ft" / "model.pt"), str(tmp_path / "hf2"), data=str(data))
-    first, second = load_file(str(tmp_path / "hf" / "model.safetensors")), load_file(str(tmp_path / "hf2" / "model.safetensors"))
+    first, second = (
+        load_file(str(tmp_path / "hf" / "model.safetensors")),
+        load_file(str(tmp_path / "hf2" / "model.safetensors")),
+    )
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
-    evaluated = fairseq_cli("fairseq-eval-lm", data, "--user-dir", REPO / "user_dir", "--cpu", "--path", tmp_path / "ft" / "model.pt",
-                            "--tokens-per-sample", "16", "--max-tokens", "256")
+    evaluated = fairseq_cli(
+        "fairseq-eval-lm",
+        data,
+        "--user-dir",
+        REPO / "user_dir",
+        "--cpu",
+        "--path",
+        tmp_path / "ft" / "model.pt",
+        "--tokens-per-sample",
+        "16",
+        "--max-tokens",
+        "256",
+    )
     assert "Perplexity" in evaluated.stdout + evaluated.stderr
-    resumed = fairseq_cli("fairseq-train", data, *HF_TRAIN_ARGS, "--decoder-layers", "2", "--decoder-embed-dim", "32", "--decoder-hidden-dim", "48",
-                          "--decoder-ffn-embed-dim", "48", "--decoder-z-dim", "16", "--restore-file", tmp_path / "ft" / "model.pt",
-                          "--max-update", "2", "--save-dir", tmp_path / "resumed")
-    assert "Loaded checkpoint" in resumed.stdout + resumed.stderr and "(epoch 1 @ 0 updates)" in resumed.stdout + resumed.stderr
+    resumed = fairseq_cli(
+        "fairseq-train",
+        data,
+        *HF_TRAIN_ARGS,
+        "--decoder-layers",
+        "2",
+        "--decoder-embed-dim",
+        "32",
+        "--decoder-hidden-dim",
+        "48",
+        "--decoder-ffn-embed-dim",
+        "48",
+        "--decoder-z-dim",
+        "16",
+        "--restore-file",
+        tmp_path / "ft" / "model.pt",
+        "--max-update",
+        "2",
+        "--save-dir",
+        tmp_path / "resumed",
+    )
+    assert (
+        "Loaded checkpoint" in resumed.stdout + resumed.stderr
+        and "(epoch 1 @ 0 updates)" in resumed.stdout + resumed.stderr
+    )
 
 
 def test_import_refuses_mismatched_or_unsafe_files(hf_lm_checkpoint, tmp_path):
     import shutil
 
-    from mega_fairseq.convert.hf_export import export
     from mega_fairseq.convert.common import ConversionError
+    from mega_fairseq.convert.hf_export import export
     from mega_fairseq.convert.hf_import import import_hf
 
     data, checkpoint = hf_lm_checkpoint
@@ -137,19 +195,26 @@ def test_import_of_a_default_transformers_causal_lm_is_refused_with_the_reason(t
     from mega_fairseq.convert.common import ConversionError
     from mega_fairseq.convert.hf_import import import_hf
 
-    MegaForCausalLM(MegaConfig(is_decoder=True, bidirectional=False, num_hidden_layers=1, vocab_size=40)).save_pretrained(tmp_path / "hf")
+    MegaForCausalLM(
+        MegaConfig(is_decoder=True, bidirectional=False, num_hidden_layers=1, vocab_size=40)
+    ).save_pretrained(tmp_path / "hf")
     with pytest.raises(ConversionError, match="add_lm_hidden_dense_layer=True"):
         import_hf(str(tmp_path / "hf"), str(tmp_path / "out.pt"))
-    MegaForCausalLM(MegaConfig(num_hidden_layers=1, vocab_size=40, add_token_type_embeddings=True, add_lm_hidden_dense_layer=False)).save_pretrained(tmp_path / "hf")
+    MegaForCausalLM(
+        MegaConfig(num_hidden_layers=1, vocab_size=40, add_token_type_embeddings=True, add_lm_hidden_dense_layer=False)
+    ).save_pretrained(tmp_path / "hf")
     with pytest.raises(ConversionError, match="token-type embeddings.*is_decoder=True"):
         import_hf(str(tmp_path / "hf"), str(tmp_path / "out.pt"))
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"normalization_type": "rmsnorm"}, "MegaRMSNorm does not normalize"),
-    ({"norm_eps": 1e-6}, "norm epsilon"),
-    ({"truncation": 16}, "--truncation-length"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"normalization_type": "rmsnorm"}, "MegaRMSNorm does not normalize"),
+        ({"norm_eps": 1e-6}, "norm epsilon"),
+        ({"truncation": 16}, "--truncation-length"),
+    ],
+)
 def test_structures_transformers_cannot_compute_are_named(change, message):
     from torch import nn
 
@@ -157,7 +222,9 @@ def test_structures_transformers_cannot_compute_are_named(change, message):
     from mega_fairseq.modules import MegaLayerConfig, MegaStack
 
     cfg = MegaLayerConfig(embed_dim=16, z_dim=8, hidden_dim=32, ffn_dim=32, n_dim=2, bidirectional=False, causal=True)
-    assert stack_problems(MegaStack(cfg, 1, nn.Embedding(10, 16, padding_idx=1)), decoder=True, preset="mega_lm_hf") == []
+    assert (
+        stack_problems(MegaStack(cfg, 1, nn.Embedding(10, 16, padding_idx=1)), decoder=True, preset="mega_lm_hf") == []
+    )
     stack = MegaStack(cfg.replace(**change), 1, nn.Embedding(10, 16, padding_idx=1), scale_embedding=True)
     problems = stack_problems(stack, decoder=True, preset="mega_lm_hf")
     assert len(problems) == 2 and "--no-scale-embedding" in problems[0] and message in problems[1]

@@ -1,5 +1,6 @@
 """Every mega_encoder head exports to its transformers class (loaded with the Auto class, same outputs)
 and imports back exactly; a sentencepiece tokenizer exports with the fairseq dictionary's ids."""
+
 import json
 
 import pytest
@@ -78,7 +79,10 @@ def test_head_exports_to_its_auto_class_and_imports_back_exactly(head, checkpoin
     # HF -> fairseq -> HF: the same tensors
     assert import_hf(str(tmp_path / "hf"), str(tmp_path / "ft" / "model.pt")) <= 1e-5
     export(str(tmp_path / "ft" / "model.pt"), str(tmp_path / "hf2"), data=str(data))
-    first, second = load_file(str(tmp_path / "hf" / "model.safetensors")), load_file(str(tmp_path / "hf2" / "model.safetensors"))
+    first, second = (
+        load_file(str(tmp_path / "hf" / "model.safetensors")),
+        load_file(str(tmp_path / "hf2" / "model.safetensors")),
+    )
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
 
@@ -101,23 +105,76 @@ def test_export_names_the_heads_and_refuses_what_hf_cannot_express(checkpoint_wi
 @pytest.fixture(scope="module")
 def spm_lm(tmp_path_factory):
     """(data-bin, checkpoint, spm model, raw valid lines) of a mega_lm_hf trained 3 updates on sentencepiece pieces."""
-    import sentencepiece as spm
     from pydoc_data.topics import topics
+
+    import sentencepiece as spm
 
     root = tmp_path_factory.mktemp("spm_lm")
     lines = sorted({line.strip() for text in topics.values() for line in text.splitlines() if len(line.strip()) > 30})
     (root / "train.txt").write_text("\n".join(lines[::2][:1500]) + "\n")
     valid = lines[1::2][:200]
-    spm.SentencePieceTrainer.train(input=str(root / "train.txt"), model_prefix=str(root / "spm"), vocab_size=500, model_type="unigram",
-                                   character_coverage=1.0, minloglevel=2, bos_id=-1, eos_id=-1, unk_id=0, pad_id=-1)
+    spm.SentencePieceTrainer.train(
+        input=str(root / "train.txt"),
+        model_prefix=str(root / "spm"),
+        vocab_size=500,
+        model_type="unigram",
+        character_coverage=1.0,
+        minloglevel=2,
+        bos_id=-1,
+        eos_id=-1,
+        unk_id=0,
+        pad_id=-1,
+    )
     processor = spm.SentencePieceProcessor(model_file=str(root / "spm.model"))
     for split, text in (("train", lines[::2][:1500]), ("valid", valid)):
         (root / f"{split}.spm").write_text("".join(" ".join(processor.encode(t, out_type=str)) + "\n" for t in text))
-    fairseq_cli("fairseq-preprocess", "--only-source", "--trainpref", root / "train.spm", "--validpref", root / "valid.spm", "--destdir", root / "bin")
-    fairseq_cli("fairseq-train", root / "bin", "--task", "language_modeling", "--user-dir", REPO / "user_dir", "--arch", "mega_lm_hf", "--cpu",
-                "--decoder-layers", "1", "--decoder-embed-dim", "32", "--decoder-hidden-dim", "48", "--decoder-ffn-embed-dim", "48",
-                "--decoder-z-dim", "16", "--tokens-per-sample", "32", "--max-tokens", "256", "--optimizer", "adam", "--lr", "1e-3",
-                "--max-update", "3", "--num-workers", "0", "--save-dir", root / "ckpt", "--no-epoch-checkpoints", "--disable-validation")
+    fairseq_cli(
+        "fairseq-preprocess",
+        "--only-source",
+        "--trainpref",
+        root / "train.spm",
+        "--validpref",
+        root / "valid.spm",
+        "--destdir",
+        root / "bin",
+    )
+    fairseq_cli(
+        "fairseq-train",
+        root / "bin",
+        "--task",
+        "language_modeling",
+        "--user-dir",
+        REPO / "user_dir",
+        "--arch",
+        "mega_lm_hf",
+        "--cpu",
+        "--decoder-layers",
+        "1",
+        "--decoder-embed-dim",
+        "32",
+        "--decoder-hidden-dim",
+        "48",
+        "--decoder-ffn-embed-dim",
+        "48",
+        "--decoder-z-dim",
+        "16",
+        "--tokens-per-sample",
+        "32",
+        "--max-tokens",
+        "256",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e-3",
+        "--max-update",
+        "3",
+        "--num-workers",
+        "0",
+        "--save-dir",
+        root / "ckpt",
+        "--no-epoch-checkpoints",
+        "--disable-validation",
+    )
     return root / "bin", root / "ckpt" / "checkpoint_last.pt", root / "spm.model", valid
 
 
@@ -136,12 +193,18 @@ def test_tokenizer_export_reproduces_fairseq_ids_and_logits_on_raw_text(spm_lm, 
     for use_fast in (True, False):
         tokenizer = AutoTokenizer.from_pretrained(tmp_path / "hf", use_fast=use_fast)
         for line in raw_lines + ["  Unseen   wörds, ﬁ ligatures and ① signs  "]:
-            expected = dictionary.encode_line(" ".join(processor.encode(line, out_type=str)), append_eos=False, add_if_not_exist=False)
+            expected = dictionary.encode_line(
+                " ".join(processor.encode(line, out_type=str)), append_eos=False, add_if_not_exist=False
+            )
             assert tokenizer(line, add_special_tokens=False).input_ids == expected.tolist(), line
-        assert tokenizer("a", "b").input_ids[:1] == [dictionary.bos()] and tokenizer("a").input_ids[-1] == dictionary.eos()
+        assert (
+            tokenizer("a", "b").input_ids[:1] == [dictionary.bos()] and tokenizer("a").input_ids[-1] == dictionary.eos()
+        )
     text = raw_lines[0]
     ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
-    fairseq_ids = dictionary.encode_line(" ".join(processor.encode(text, out_type=str)), append_eos=False, add_if_not_exist=False).long()
+    fairseq_ids = dictionary.encode_line(
+        " ".join(processor.encode(text, out_type=str)), append_eos=False, add_if_not_exist=False
+    ).long()
     with torch.no_grad():
         assert (model(fairseq_ids[None])[0] - hf(ids, use_cache=False).logits).abs().max() <= 1e-5
 
@@ -154,8 +217,16 @@ def test_tokenizer_export_refuses_a_foreign_sentencepiece_model(spm_lm, tmp_path
 
     data, checkpoint, _, _ = spm_lm
     (tmp_path / "other.txt").write_text("\n".join(f"zz{i} qq{i * 7} xx" for i in range(300)) + "\n")
-    spm.SentencePieceTrainer.train(input=str(tmp_path / "other.txt"), model_prefix=str(tmp_path / "other"), vocab_size=60,
-                                   minloglevel=2, bos_id=-1, eos_id=-1, unk_id=0, pad_id=-1)
+    spm.SentencePieceTrainer.train(
+        input=str(tmp_path / "other.txt"),
+        model_prefix=str(tmp_path / "other"),
+        vocab_size=60,
+        minloglevel=2,
+        bos_id=-1,
+        eos_id=-1,
+        unk_id=0,
+        pad_id=-1,
+    )
     with pytest.raises(ConversionError, match="not pieces of"):
         export(str(checkpoint), str(tmp_path / "hf"), data=str(data), spm=str(tmp_path / "other.model"))
     assert not (tmp_path / "hf").exists()

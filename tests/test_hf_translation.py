@@ -1,10 +1,11 @@
 """The mega translation model exports to transformers' EncoderDecoderModel (MegaModel encoder +
 MegaForCausalLM decoder with gated cross-attention) with the same logits, or is refused with the reason."""
+
 import pytest
 import torch
+from test_translation import TRAIN_ARGS, preprocess, write_toy_parallel
 
 from conftest import fairseq_cli
-from test_translation import TRAIN_ARGS, preprocess, write_toy_parallel
 
 EXPORTABLE = ["--no-scale-embedding", "--no-final-norm", "--output-bias"]
 
@@ -49,7 +50,11 @@ def test_translation_export_refuses_what_transformers_cannot_express(translation
     with pytest.raises(ConversionError) as err:
         export(str(checkpoint), str(tmp_path / "hf"), data=str(data))
     message = str(err.value)
-    assert "EncoderDecoderModel" in message and "encoder: embeddings are scaled" in message and "decoder: a final norm" in message
+    assert (
+        "EncoderDecoderModel" in message
+        and "encoder: embeddings are scaled" in message
+        and "decoder: a final norm" in message
+    )
     assert "--no-scale-embedding" in message and "--no-final-norm" in message
     assert not (tmp_path / "hf").exists()
 
@@ -57,9 +62,10 @@ def test_translation_export_refuses_what_transformers_cannot_express(translation
 def test_encoder_decoder_imports_back_exactly_and_generates(translation_checkpoints, tmp_path):
     from safetensors.torch import load_file
 
-    from conftest import REPO
     from mega_fairseq.convert.hf_export import export, load_fairseq_model
     from mega_fairseq.convert.hf_import import import_hf
+
+    from conftest import REPO
 
     data, checkpoint, _ = translation_checkpoints
     export(str(checkpoint), str(tmp_path / "hf"), data=str(data))
@@ -70,8 +76,30 @@ def test_encoder_decoder_imports_back_exactly_and_generates(translation_checkpoi
     for key, value in original.state_dict().items():
         assert torch.equal(value, imported.state_dict()[key]), key
     export(str(tmp_path / "ft" / "model.pt"), str(tmp_path / "hf2"))
-    first, second = load_file(str(tmp_path / "hf" / "model.safetensors")), load_file(str(tmp_path / "hf2" / "model.safetensors"))
+    first, second = (
+        load_file(str(tmp_path / "hf" / "model.safetensors")),
+        load_file(str(tmp_path / "hf2" / "model.safetensors")),
+    )
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
-    generated = fairseq_cli("fairseq-generate", data, "--user-dir", REPO / "user_dir", "--path", tmp_path / "ft" / "model.pt", "--cpu",
-                            "-s", "en", "-t", "de", "--gen-subset", "test", "--beam", "2", "--batch-size", "4", "--required-batch-size-multiple", "1")
+    generated = fairseq_cli(
+        "fairseq-generate",
+        data,
+        "--user-dir",
+        REPO / "user_dir",
+        "--path",
+        tmp_path / "ft" / "model.pt",
+        "--cpu",
+        "-s",
+        "en",
+        "-t",
+        "de",
+        "--gen-subset",
+        "test",
+        "--beam",
+        "2",
+        "--batch-size",
+        "4",
+        "--required-batch-size-multiple",
+        "1",
+    )
     assert sum(line.startswith("H-") for line in generated.stdout.splitlines()) == 10

@@ -1,4 +1,5 @@
 """Mega layers: incremental decoding, Mega-chunk at any length, padding, cross-attention state."""
+
 import itertools
 
 import pytest
@@ -65,10 +66,15 @@ def test_chunk_cache_holds_only_the_current_chunk():
     assert "key" not in state  # a full chunk is forgotten; the EMA state carries the past
 
 
-@pytest.mark.parametrize("activation,bias,causal", list(itertools.product(["softmax", "laplace", "relu2"], ["rotary", "simple"], [False, True])))
+@pytest.mark.parametrize(
+    "activation,bias,causal",
+    list(itertools.product(["softmax", "laplace", "relu2"], ["rotary", "simple"], [False, True])),
+)
 def test_chunked_any_length_equals_explicit_padding(activation, bias, causal):
     """Length 10 with chunk 4: internal padding gives what a caller padding to 12 with a mask gets."""
-    cfg = cfg_for(attention_activation=activation, rel_pos_bias=bias, chunk_size=4, bidirectional=not causal, causal=causal)
+    cfg = cfg_for(
+        attention_activation=activation, rel_pos_bias=bias, chunk_size=4, bidirectional=not causal, causal=causal
+    )
     model = stack(cfg)
     tokens = torch.randint(2, 40, (2, 10))
     padded = torch.cat([tokens, torch.ones(2, 2, dtype=torch.long)], 1)
@@ -95,11 +101,25 @@ def test_chunks_are_independent_attention_windows(activation):
 
 @pytest.mark.parametrize(
     "activation,bias,chunk,norm",
-    list(itertools.product(["softmax", "laplace", "relu2"], ["rotary", "simple"], [-1, 4], ["scalenorm", "layernorm", "rmsnorm", "batchnorm"])),
+    list(
+        itertools.product(
+            ["softmax", "laplace", "relu2"],
+            ["rotary", "simple"],
+            [-1, 4],
+            ["scalenorm", "layernorm", "rmsnorm", "batchnorm"],
+        )
+    ),
 )
 def test_right_padding_never_changes_a_sample(activation, bias, chunk, norm):
     for causal in (False, True):
-        cfg = cfg_for(attention_activation=activation, rel_pos_bias=bias, chunk_size=chunk, normalization_type=norm, bidirectional=not causal, causal=causal)
+        cfg = cfg_for(
+            attention_activation=activation,
+            rel_pos_bias=bias,
+            chunk_size=chunk,
+            normalization_type=norm,
+            bidirectional=not causal,
+            causal=causal,
+        )
         model = stack(cfg)
         tokens = torch.randint(2, 40, (3, 9))
         lengths = [9, 6, 2]
@@ -112,7 +132,9 @@ def test_right_padding_never_changes_a_sample(activation, bias, chunk, norm):
                 assert (batch[i, :n] - alone[0]).abs().max() <= TOL, (causal, i)
 
 
-@pytest.mark.parametrize("activation,bias", list(itertools.product(["softmax", "laplace", "relu2"], ["rotary", "simple"])))
+@pytest.mark.parametrize(
+    "activation,bias", list(itertools.product(["softmax", "laplace", "relu2"], ["rotary", "simple"]))
+)
 def test_left_padding_gives_finite_correct_outputs(activation, bias):
     model = stack(decoder_cfg(attention_activation=activation, rel_pos_bias=bias))
     tokens = torch.randint(2, 40, (2, 8))
@@ -140,7 +162,9 @@ def test_left_padded_prompt_then_decoding():
     assert (torch.cat(outs, 1) - full[:, 5:]).abs().max() <= TOL
 
 
-@pytest.mark.parametrize("activation,bias", list(itertools.product(["softmax", "laplace", "relu2"], ["rotary", "simple"])))
+@pytest.mark.parametrize(
+    "activation,bias", list(itertools.product(["softmax", "laplace", "relu2"], ["rotary", "simple"]))
+)
 def test_cross_attention_decoder_incremental_equals_full(activation, bias):
     model = stack(decoder_cfg(attention_activation=activation, rel_pos_bias=bias, cross_attention=True, chunk_size=4))
     tokens = torch.randint(2, 40, (2, 7))
@@ -150,7 +174,14 @@ def test_cross_attention_decoder_incremental_equals_full(activation, bias):
         full, _, _ = model(tokens, encoder_out=enc, encoder_padding_mask=enc_mask)
         states, outs = None, []
         for t in range(7):
-            y, states, _ = model(tokens[:, t : t + 1], encoder_out=enc, encoder_padding_mask=enc_mask, states=states, return_state=True, position=t)
+            y, states, _ = model(
+                tokens[:, t : t + 1],
+                encoder_out=enc,
+                encoder_padding_mask=enc_mask,
+                states=states,
+                return_state=True,
+                position=t,
+            )
             outs.append(y)
     assert (torch.cat(outs, 1) - full).abs().max() <= TOL
     assert "cross_key" in states[0]
@@ -188,12 +219,22 @@ def test_encoder_and_decoder_layers_are_configs_of_one_layer():
     assert type(enc.mega_layer) is type(dec.mega_layer)
 
 
-@pytest.mark.parametrize("activation,bias", list(itertools.product(["softmax", "laplace", "relu2"], ["rotary", "simple"])))
+@pytest.mark.parametrize(
+    "activation,bias", list(itertools.product(["softmax", "laplace", "relu2"], ["rotary", "simple"]))
+)
 def test_left_padding_with_chunks_stays_finite(activation, bias):
     """Chunk windows move with left padding (so values may differ from the unpadded sample), but a chunk
     made only of padding never produces NaN or inf."""
     for causal in (False, True):
-        model = stack(cfg_for(attention_activation=activation, rel_pos_bias=bias, chunk_size=4, bidirectional=not causal, causal=causal))
+        model = stack(
+            cfg_for(
+                attention_activation=activation,
+                rel_pos_bias=bias,
+                chunk_size=4,
+                bidirectional=not causal,
+                causal=causal,
+            )
+        )
         tokens = torch.randint(2, 40, (2, 11))
         tokens[1, :6] = 1  # a whole chunk of padding and part of the next
         with torch.no_grad():

@@ -1,4 +1,5 @@
-"""ruff (config: ruff.toml) passes over the package, scripts, tests, user_dir and setup.py."""
+"""ruff (config: ruff.toml) passes over the package, scripts, tests, user_dir and setup.py: lint and format."""
+
 import shutil
 import subprocess
 import sys
@@ -16,9 +17,13 @@ def _ruff():
     return str(beside) if beside.is_file() else shutil.which("ruff")
 
 
-def test_ruff_check_passes():
+@pytest.mark.parametrize(
+    "command", [["check", "--no-cache"], ["format", "--check", "--no-cache"]], ids=["check", "format"]
+)
+def test_ruff_passes(command):
     ruff = _ruff()
     if ruff is None:
         pytest.skip("ruff is not installed (pip install ruff, or the package's [test] extra)")
-    result = subprocess.run([ruff, "check", "--no-cache", *TARGETS], cwd=REPO, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = subprocess.run([ruff, *command, *TARGETS], cwd=REPO, capture_output=True, text=True)
+    fix = "run `ruff format .`" if command[0] == "format" else "run `ruff check --fix .` and fix the rest"
+    assert result.returncode == 0, f"{fix}:\n{result.stdout}{result.stderr}"

@@ -1,10 +1,11 @@
 """Generation with mega_lm through fairseq's SequenceGenerator: incremental decoding == recomputing from scratch."""
+
 import pytest
 import torch
 from fairseq.sequence_generator import SequenceGenerator
+from test_fairseq_lm import tiny_lm
 
 from mega_fairseq.testing import randomize_
-from test_fairseq_lm import tiny_lm
 
 
 def generators(model, dictionary, **kwargs):
@@ -63,7 +64,12 @@ def test_sampling_incremental_equals_recompute():
 
     outs = []
     for incremental in (True, False):
-        gen = SequenceGenerator([model], dictionary, search_strategy=search.Sampling(dictionary, sampling_topk=5), **{k: v for k, v in kwargs.items() if k != "search_strategy"})
+        gen = SequenceGenerator(
+            [model],
+            dictionary,
+            search_strategy=search.Sampling(dictionary, sampling_topk=5),
+            **{k: v for k, v in kwargs.items() if k != "search_strategy"},
+        )
         gen.model.has_incremental = incremental
         torch.manual_seed(11)
         with torch.no_grad():
@@ -76,7 +82,9 @@ def test_sampling_incremental_equals_recompute():
 def test_bidirectional_stack_refuses_to_decode():
     from mega_fairseq.modules import MegaLayerConfig, MegaStack
 
-    stack = MegaStack(MegaLayerConfig(embed_dim=16, z_dim=8, hidden_dim=16, ffn_dim=16, n_dim=2), 1, torch.nn.Embedding(10, 16))
+    stack = MegaStack(
+        MegaLayerConfig(embed_dim=16, z_dim=8, hidden_dim=16, ffn_dim=16, n_dim=2), 1, torch.nn.Embedding(10, 16)
+    )
     with pytest.raises(ValueError, match="incremental state needs a causal layer"):
         stack(torch.ones(1, 2, dtype=torch.long), return_state=True)
 

@@ -1,6 +1,7 @@
 """Long Range Arena: ListOps generator, scripts/prepare_lra.py on tiny raw data of every public format,
 the lra-text / lra-image tasks, the `lra` model (pooling, retrieval pairing, presets), lra_cross_entropy,
 training updates, the configs/lra recipes, bad input."""
+
 import pickle
 import struct
 import sys
@@ -9,9 +10,9 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from fairseq.models import ARCH_MODEL_REGISTRY
 
 import mega_fairseq.plugin  # noqa: F401  registers the plugin
-from fairseq.models import ARCH_MODEL_REGISTRY
 
 from conftest import REPO, fairseq_cli
 
@@ -20,10 +21,22 @@ import make_listops  # noqa: E402
 import prepare_lra  # noqa: E402
 
 TASKS = ["listops", "imdb", "aan", "cifar10", "pathfinder32", "pathfinder128"]
-PRESET = {"listops": "mega_lra_listop", "imdb": "mega_lra_imdb", "aan": "mega_lra_aan", "cifar10": "mega_lra_cifar10",
-          "pathfinder32": "mega_lra_pf32", "pathfinder128": "mega_lra_pf128"}
-SMALL = {"encoder_layers": 1, "encoder_embed_dim": 16, "encoder_hidden_dim": 32, "encoder_ffn_embed_dim": 32, "encoder_z_dim": 8,
-         "classifier_out_dim": 16}
+PRESET = {
+    "listops": "mega_lra_listop",
+    "imdb": "mega_lra_imdb",
+    "aan": "mega_lra_aan",
+    "cifar10": "mega_lra_cifar10",
+    "pathfinder32": "mega_lra_pf32",
+    "pathfinder128": "mega_lra_pf128",
+}
+SMALL = {
+    "encoder_layers": 1,
+    "encoder_embed_dim": 16,
+    "encoder_hidden_dim": 32,
+    "encoder_ffn_embed_dim": 32,
+    "encoder_z_dim": 8,
+    "classifier_out_dim": 16,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -53,8 +66,13 @@ def png_bytes(pixels: np.ndarray, filters=(0,)) -> bytes:
         f, row = filters[y % len(filters)], rows[y]
         left = np.concatenate([np.zeros(bpp, np.int64), row[:-bpp]])
         upleft = np.concatenate([np.zeros(bpp, np.int64), prev[:-bpp]])
-        pred = {0: 0, 1: left, 2: prev, 3: (left + prev) // 2,
-                4: np.array([paeth_predictor(a, b, c) for a, b, c in zip(left, prev, upleft)])}[f]
+        pred = {
+            0: 0,
+            1: left,
+            2: prev,
+            3: (left + prev) // 2,
+            4: np.array([paeth_predictor(a, b, c) for a, b, c in zip(left, prev, upleft)]),
+        }[f]
         raw.append(f)
         raw += bytes(((row - pred) % 256).astype(np.uint8))
         prev = row
@@ -62,8 +80,12 @@ def png_bytes(pixels: np.ndarray, filters=(0,)) -> bytes:
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(bytes(raw))) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(bytes(raw)))
+        + chunk(b"IEND", b"")
+    )
 
 
 def make_raw(task, root, n=24, seed=0):
@@ -72,25 +94,39 @@ def make_raw(task, root, n=24, seed=0):
     raw, truth = root / f"raw_{task}", {}
     raw.mkdir(parents=True, exist_ok=True)
     if task == "listops":
-        make_listops.main([str(raw), "--train", str(n), "--valid", "8", "--test", "8", "--min-length", "8", "--max-length", "30"])
+        make_listops.main(
+            [str(raw), "--train", str(n), "--valid", "8", "--test", "8", "--min-length", "8", "--max-length", "30"]
+        )
         for split, name in (("train", "train"), ("valid", "val"), ("test", "test")):
             lines = (raw / f"basic_{name}.tsv").read_text().splitlines()[1:]
-            truth[split] = [(" ".join(t for t in src.split() if t not in "()"), int(lab)) for src, lab in (ln.split("\t") for ln in lines)]
+            truth[split] = [
+                (" ".join(t for t in src.split() if t not in "()"), int(lab))
+                for src, lab in (ln.split("\t") for ln in lines)
+            ]
     elif task == "imdb":
         for folder in ("train", "test"):
             for sentiment in ("neg", "pos"):
                 (raw / folder / sentiment).mkdir(parents=True, exist_ok=True)
                 for j in range(n // 4):
-                    text = f"{folder} {sentiment} review {j}: " + ("great fun! " if sentiment == "pos" else "dull, sad. ") * (j + 1) + "é"
+                    text = (
+                        f"{folder} {sentiment} review {j}: "
+                        + ("great fun! " if sentiment == "pos" else "dull, sad. ") * (j + 1)
+                        + "é"
+                    )
                     (raw / folder / sentiment / f"{j}_{rng.randint(10)}.txt").write_text(text, encoding="utf-8")
     elif task == "aan":
         for split, name in (("train", "train"), ("valid", "eval"), ("test", "test")):
             rows = []
             for j in range(n if split == "train" else 8):
                 label = j % 2
-                a, b = f"paper {split} {j} first" + " x" * j, f"paper {split} {j} second {'cites' if label else 'other'}"
+                a, b = (
+                    f"paper {split} {j} first" + " x" * j,
+                    f"paper {split} {j} second {'cites' if label else 'other'}",
+                )
                 rows.append((a, b, label))
-            (raw / f"new_aan_pairs.{name}.tsv").write_text("".join(f"{float(l)}\tid{j}a\tid{j}b\t{a}\t{b}\n" for j, (a, b, l) in enumerate(rows)))
+            (raw / f"new_aan_pairs.{name}.tsv").write_text(
+                "".join(f"{float(label)}\tid{j}a\tid{j}b\t{a}\t{b}\n" for j, (a, b, label) in enumerate(rows))
+            )
             truth[split] = rows
     elif task == "cifar10":
         for name in [f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]:
@@ -120,7 +156,17 @@ def setup_lra(data, task_name, arch, **overrides):
     from fairseq import options, tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-    argv = [str(data), "--task", task_name, "--arch", arch, "--criterion", "lra_cross_entropy", "--user-dir", str(REPO / "user_dir")]
+    argv = [
+        str(data),
+        "--task",
+        task_name,
+        "--arch",
+        arch,
+        "--criterion",
+        "lra_cross_entropy",
+        "--user-dir",
+        str(REPO / "user_dir"),
+    ]
     for key, value in overrides.items():
         flag = "--" + key.replace("_", "-")
         argv += [flag] if value is True else [flag, str(value)]
@@ -149,8 +195,18 @@ def prepared(tmp_path_factory):
 
 
 # ----------------------------------------------------------------------------- ListOps generator
-@pytest.mark.parametrize("expr,value", [("[MAX 2 9 ]", 9), ("[MIN 4 [MAX 1 7 ] 5 ]", 4), ("[MED 1 2 3 4 ]", 2), ("[MED 3 1 2 ]", 2),
-                                        ("[SM 5 7 ]", 2), ("[SM [MED 8 9 ] 9 [MIN 3 5 ] ]", 0), ("( ( ( [MAX 2 ) 9 ) ] )", 9)])
+@pytest.mark.parametrize(
+    "expr,value",
+    [
+        ("[MAX 2 9 ]", 9),
+        ("[MIN 4 [MAX 1 7 ] 5 ]", 4),
+        ("[MED 1 2 3 4 ]", 2),
+        ("[MED 3 1 2 ]", 2),
+        ("[SM 5 7 ]", 2),
+        ("[SM [MED 8 9 ] 9 [MIN 3 5 ] ]", 0),
+        ("( ( ( [MAX 2 ) 9 ) ] )", 9),
+    ],
+)
 def test_listops_evaluate(expr, value):
     assert make_listops.evaluate(expr.split()) == value
 
@@ -226,15 +282,21 @@ def test_aan_loader_pairs_documents(prepared):
 
 def test_cifar10_loader_grayscale_and_normalization(prepared):
     data, _ = prepared["cifar10"]
-    task, _, _ = setup_lra(data, "lra-image", "mega_lra_cifar10", no_shuffle=True, pixel_normalization="0.48,0.24", **SMALL)
+    task, _, _ = setup_lra(
+        data, "lra-image", "mega_lra_cifar10", no_shuffle=True, pixel_normalization="0.48,0.24", **SMALL
+    )
     task.load_dataset("train")
     batch = batch_of(task, "train")
     with open(data.parent / "raw_cifar10" / "data_batch_1", "rb") as f:
         first = pickle.load(f)
     rgb = first[b"data"][0].reshape(3, 32, 32).transpose(1, 2, 0).astype(np.float64)
     gray = np.round(rgb @ np.array([0.2989, 0.5870, 0.1140])).reshape(-1)
-    assert batch["net_input"]["src_tokens"].shape == (20, 1024) and batch["net_input"]["src_tokens"].dtype == torch.float32
-    assert torch.allclose(batch["net_input"]["src_tokens"][0], torch.tensor((gray / 255 - 0.48) / 0.24, dtype=torch.float32), atol=1e-5)
+    assert (
+        batch["net_input"]["src_tokens"].shape == (20, 1024) and batch["net_input"]["src_tokens"].dtype == torch.float32
+    )
+    assert torch.allclose(
+        batch["net_input"]["src_tokens"][0], torch.tensor((gray / 255 - 0.48) / 0.24, dtype=torch.float32), atol=1e-5
+    )
     assert batch["target"][0].item() == first[b"labels"][0]
     task.load_dataset("valid")
     assert len(task.dataset("valid")) == 4  # valid = test_batch, as in LRA
@@ -250,7 +312,11 @@ def test_pathfinder_loader_reads_png(prepared, name, side):
     assert len(task.dataset("train")) == int(0.8 * n)
     assert batch["net_input"]["src_tokens"].shape == (int(0.8 * n), side * side)
     image, label = truth["images"][0]
-    assert torch.allclose(batch["net_input"]["src_tokens"][0], torch.tensor((image.reshape(-1) / 255 - 0.5) / 0.5, dtype=torch.float32), atol=1e-6)
+    assert torch.allclose(
+        batch["net_input"]["src_tokens"][0],
+        torch.tensor((image.reshape(-1) / 255 - 0.5) / 0.5, dtype=torch.float32),
+        atol=1e-6,
+    )
     assert batch["target"].tolist() == [lab for _, lab in truth["images"][: int(0.8 * n)]]
 
 
@@ -272,30 +338,55 @@ def test_evaluation_batches_keep_every_example(prepared):
     task, _, _ = setup_lra(data, "lra-text", "mega_lra_listop", **SMALL)
     task.load_dataset("test")
     task.load_dataset("train")
-    seen = [i for batch in task.get_batch_iterator(dataset=task.dataset("test"), max_sentences=3, required_batch_size_multiple=3).next_epoch_itr(shuffle=False)
-            for i in batch["id"].tolist()]
+    seen = [
+        i
+        for batch in task.get_batch_iterator(
+            dataset=task.dataset("test"), max_sentences=3, required_batch_size_multiple=3
+        ).next_epoch_itr(shuffle=False)
+        for i in batch["id"].tolist()
+    ]
     assert sorted(seen) == list(range(len(truth["test"])))
-    train = [len(b["id"]) for b in task.get_batch_iterator(dataset=task.dataset("train"), max_sentences=8, required_batch_size_multiple=4).next_epoch_itr(shuffle=False)]
+    train = [
+        len(b["id"])
+        for b in task.get_batch_iterator(
+            dataset=task.dataset("train"), max_sentences=8, required_batch_size_multiple=4
+        ).next_epoch_itr(shuffle=False)
+    ]
     assert all(n % 4 == 0 for n in train)  # training keeps fairseq's rounding
 
 
 # ----------------------------------------------------------------------------- model
 def test_presets_registered_with_the_papers_structure():
-    from fairseq.models import ARCH_CONFIG_REGISTRY
     from argparse import Namespace
 
+    from fairseq.models import ARCH_CONFIG_REGISTRY
+
     assert {*PRESET.values(), "transformer_lra_listop"} <= set(ARCH_MODEL_REGISTRY)
-    expected = {"mega_lra_listop": (6, "layernorm", "softmax", False, 10), "mega_lra_imdb": (4, "scalenorm", "softmax", False, 2),
-                "mega_lra_aan": (6, "scalenorm", "softmax", False, 2), "mega_lra_cifar10": (8, "batchnorm", "laplace", True, 10),
-                "mega_lra_pf32": (6, "batchnorm", "laplace", True, 2), "mega_lra_pf128": (4, "syncbatchnorm", "laplace", True, 2)}
+    expected = {
+        "mega_lra_listop": (6, "layernorm", "softmax", False, 10),
+        "mega_lra_imdb": (4, "scalenorm", "softmax", False, 2),
+        "mega_lra_aan": (6, "scalenorm", "softmax", False, 2),
+        "mega_lra_cifar10": (8, "batchnorm", "laplace", True, 10),
+        "mega_lra_pf32": (6, "batchnorm", "laplace", True, 2),
+        "mega_lra_pf128": (4, "syncbatchnorm", "laplace", True, 2),
+    }
     for arch, (layers, norm, attention, prenorm, classes) in expected.items():
         args = Namespace()
         ARCH_CONFIG_REGISTRY[arch](args)
-        got = (args.encoder_layers, args.normalization_type, args.attention_activation_fn, getattr(args, "normalize_before", False), getattr(args, "sentence_class_num", 2))
+        got = (
+            args.encoder_layers,
+            args.normalization_type,
+            args.attention_activation_fn,
+            getattr(args, "normalize_before", False),
+            getattr(args, "sentence_class_num", 2),
+        )
         assert got == (layers, norm, attention, prenorm, classes), arch
 
 
-@pytest.mark.parametrize("layer_type,rep,chunk", [("mega", "mp", -1), ("mega", "cls", -1), ("mega", "mp", 4), ("transformer", "mp", -1), ("transformer", "cls", -1)])
+@pytest.mark.parametrize(
+    "layer_type,rep,chunk",
+    [("mega", "mp", -1), ("mega", "cls", -1), ("mega", "mp", 4), ("transformer", "mp", -1), ("transformer", "cls", -1)],
+)
 def test_pooling_is_padding_invariant(prepared, layer_type, rep, chunk):
     data, _ = prepared["listops"]
     extra = {"layer_type": layer_type, "sen_rep_type": rep, "encoder_chunk_size": chunk, "dropout": 0.0}
@@ -343,7 +434,9 @@ def test_training_updates_lower_the_loss(prepared, task_name):
     """A few Adam steps on one batch through lra_cross_entropy: the loss goes down, gradients reach the encoder."""
     data, _ = prepared[task_name]
     kind = "lra-image" if task_name in ("cifar10", "pathfinder32", "pathfinder128") else "lra-text"
-    extra = {"encoder_chunk_size": 128} if kind == "lra-image" else {}  # Mega-chunk keeps the 1024/16384-pixel inputs cheap
+    extra = (
+        {"encoder_chunk_size": 128} if kind == "lra-image" else {}
+    )  # Mega-chunk keeps the 1024/16384-pixel inputs cheap
     n = 2 if task_name == "pathfinder128" else 8
     task, model, criterion = setup_lra(data, kind, PRESET[task_name], dropout=0.0, **SMALL, **extra)
     task.load_dataset("train")
@@ -365,41 +458,133 @@ def test_training_updates_lower_the_loss(prepared, task_name):
 
 def test_fairseq_train_and_validate_report_accuracy(prepared, tmp_path):
     data, _ = prepared["listops"]
-    args = [data, "--task", "lra-text", "--arch", "mega_lra_listop", "--user-dir", REPO / "user_dir", "--criterion", "lra_cross_entropy",
-            "--encoder-layers", "1", "--encoder-embed-dim", "16", "--encoder-hidden-dim", "32", "--encoder-ffn-embed-dim", "32",
-            "--encoder-z-dim", "8", "--classifier-out-dim", "16", "--encoder-chunk-size", "8", "--optimizer", "adam", "--lr", "3e-3",
-            "--batch-size", "8", "--max-update", "4", "--cpu", "--num-workers", "0", "--save-dir", tmp_path, "--no-epoch-checkpoints",
-            "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric", "--log-format", "simple", "--log-interval", "1"]
+    args = [
+        data,
+        "--task",
+        "lra-text",
+        "--arch",
+        "mega_lra_listop",
+        "--user-dir",
+        REPO / "user_dir",
+        "--criterion",
+        "lra_cross_entropy",
+        "--encoder-layers",
+        "1",
+        "--encoder-embed-dim",
+        "16",
+        "--encoder-hidden-dim",
+        "32",
+        "--encoder-ffn-embed-dim",
+        "32",
+        "--encoder-z-dim",
+        "8",
+        "--classifier-out-dim",
+        "16",
+        "--encoder-chunk-size",
+        "8",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "3e-3",
+        "--batch-size",
+        "8",
+        "--max-update",
+        "4",
+        "--cpu",
+        "--num-workers",
+        "0",
+        "--save-dir",
+        tmp_path,
+        "--no-epoch-checkpoints",
+        "--best-checkpoint-metric",
+        "accuracy",
+        "--maximize-best-checkpoint-metric",
+        "--log-format",
+        "simple",
+        "--log-interval",
+        "1",
+    ]
     proc = fairseq_cli("fairseq-train", *args)
     assert "accuracy" in proc.stdout + proc.stderr and (tmp_path / "checkpoint_best.pt").exists()
-    proc = fairseq_cli("fairseq-validate", data, "--task", "lra-text", "--user-dir", REPO / "user_dir", "--path", tmp_path / "checkpoint_best.pt",
-                       "--valid-subset", "test", "--batch-size", "8", "--required-batch-size-multiple", "1", "--cpu", "--num-workers", "0")
+    proc = fairseq_cli(
+        "fairseq-validate",
+        data,
+        "--task",
+        "lra-text",
+        "--user-dir",
+        REPO / "user_dir",
+        "--path",
+        tmp_path / "checkpoint_best.pt",
+        "--valid-subset",
+        "test",
+        "--batch-size",
+        "8",
+        "--required-batch-size-multiple",
+        "1",
+        "--cpu",
+        "--num-workers",
+        "0",
+    )
     assert "| accuracy" in proc.stdout + proc.stderr
 
 
 # ----------------------------------------------------------------------------- recipes
-RECIPES = {"listops": ("listops", "lra-text"), "imdb": ("imdb", "lra-text"), "aan": ("aan", "lra-text"),
-           "cifar10": ("cifar10", "lra-image"), "pathfinder": ("pathfinder32", "lra-image"), "pathx": ("pathfinder128", "lra-image")}
+RECIPES = {
+    "listops": ("listops", "lra-text"),
+    "imdb": ("imdb", "lra-text"),
+    "aan": ("aan", "lra-text"),
+    "cifar10": ("cifar10", "lra-image"),
+    "pathfinder": ("pathfinder32", "lra-image"),
+    "pathx": ("pathfinder128", "lra-image"),
+}
 
 
 def hydra_small(recipe):
-    small = ["model.encoder_layers=1", "model.encoder_embed_dim=16", "model.encoder_hidden_dim=32", "model.encoder_ffn_embed_dim=32",
-             "model.encoder_z_dim=8", "model.classifier_out_dim=16", "dataset.batch_size=4", "dataset.batch_size_valid=4",
-             "optimization.max_update=2", "optimization.update_freq=[1]", "common.cpu=true", "lr_scheduler.warmup_updates=1",
-             "lr_scheduler.total_num_update=2"]
+    small = [
+        "model.encoder_layers=1",
+        "model.encoder_embed_dim=16",
+        "model.encoder_hidden_dim=32",
+        "model.encoder_ffn_embed_dim=32",
+        "model.encoder_z_dim=8",
+        "model.classifier_out_dim=16",
+        "dataset.batch_size=4",
+        "dataset.batch_size_valid=4",
+        "optimization.max_update=2",
+        "optimization.update_freq=[1]",
+        "common.cpu=true",
+        "lr_scheduler.warmup_updates=1",
+        "lr_scheduler.total_num_update=2",
+    ]
     if recipe == "pathx":
         small += ["model.encoder_chunk_size=256", "distributed_training.distributed_world_size=1"]
     return small
 
 
-@pytest.mark.parametrize("recipe", ["listops", "cifar10", pytest.param("imdb", marks=pytest.mark.slow), pytest.param("aan", marks=pytest.mark.slow),
-                                    pytest.param("pathfinder", marks=pytest.mark.slow), pytest.param("pathx", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        "listops",
+        "cifar10",
+        pytest.param("imdb", marks=pytest.mark.slow),
+        pytest.param("aan", marks=pytest.mark.slow),
+        pytest.param("pathfinder", marks=pytest.mark.slow),
+        pytest.param("pathx", marks=pytest.mark.slow),
+    ],
+)
 def test_hydra_recipes_train(prepared, recipe, tmp_path):
     """configs/lra recipes run under fairseq-hydra-train, scaled down to a couple of updates."""
     data, _ = prepared[RECIPES[recipe][0]]
     proc = fairseq_cli(
-        "fairseq-hydra-train", "--config-dir", REPO / "configs/lra", "--config-name", recipe, f"task.data={data}",
-        f"common.user_dir={REPO / 'user_dir'}", f"checkpoint.save_dir={tmp_path}", f"hydra.run.dir={tmp_path}", *hydra_small(recipe),
+        "fairseq-hydra-train",
+        "--config-dir",
+        REPO / "configs/lra",
+        "--config-name",
+        recipe,
+        f"task.data={data}",
+        f"common.user_dir={REPO / 'user_dir'}",
+        f"checkpoint.save_dir={tmp_path}",
+        f"hydra.run.dir={tmp_path}",
+        *hydra_small(recipe),
     )
     assert (tmp_path / "checkpoint_last.pt").exists(), proc.stderr[-2000:]
     assert "accuracy" in proc.stdout + proc.stderr
@@ -408,16 +593,33 @@ def test_hydra_recipes_train(prepared, recipe, tmp_path):
 def test_hydra_recipes_hold_the_papers_hyperparameters():
     from omegaconf import OmegaConf
 
-    table = {"listops": (6, "layernorm", "softmax", 1e-3, 0.01, 64, 1, 90000), "imdb": (4, "scalenorm", "softmax", 4e-3, 0.01, 25, 2, 25000),
-             "aan": (6, "scalenorm", "softmax", 3e-3, 0.04, 8, 8, 91960), "cifar10": (8, "batchnorm", "laplace", 0.01, 0.02, 50, 1, 180000),
-             "pathfinder": (6, "batchnorm", "laplace", 0.01, 0.01, 128, 1, 250000), "pathx": (4, "syncbatchnorm", "laplace", 0.01, 0.01, 2, 8, 125000)}
+    table = {
+        "listops": (6, "layernorm", "softmax", 1e-3, 0.01, 64, 1, 90000),
+        "imdb": (4, "scalenorm", "softmax", 4e-3, 0.01, 25, 2, 25000),
+        "aan": (6, "scalenorm", "softmax", 3e-3, 0.04, 8, 8, 91960),
+        "cifar10": (8, "batchnorm", "laplace", 0.01, 0.02, 50, 1, 180000),
+        "pathfinder": (6, "batchnorm", "laplace", 0.01, 0.01, 128, 1, 250000),
+        "pathx": (4, "syncbatchnorm", "laplace", 0.01, 0.01, 2, 8, 125000),
+    }
     for recipe, (layers, norm, attention, lr, wd, batch, freq, updates) in table.items():
         cfg = OmegaConf.load(REPO / "configs/lra" / f"{recipe}.yaml")
-        got = (cfg.model.encoder_layers, cfg.model.normalization_type, cfg.model.attention_activation_fn, cfg.optimization.lr[0],
-               cfg.optimizer.weight_decay, cfg.dataset.batch_size, cfg.optimization.update_freq[0], cfg.optimization.max_update)
+        got = (
+            cfg.model.encoder_layers,
+            cfg.model.normalization_type,
+            cfg.model.attention_activation_fn,
+            cfg.optimization.lr[0],
+            cfg.optimizer.weight_decay,
+            cfg.dataset.batch_size,
+            cfg.optimization.update_freq[0],
+            cfg.optimization.max_update,
+        )
         assert got == (layers, norm, attention, lr, wd, batch, freq, updates), recipe
         assert cfg.optimization.clip_norm == 1.0 and cfg.optimizer.adam_betas == "(0.9, 0.98)"
-        assert cfg.lr_scheduler._name == "polynomial_decay" and cfg.lr_scheduler.power == 1.0 and cfg.lr_scheduler.total_num_update == updates
+        assert (
+            cfg.lr_scheduler._name == "polynomial_decay"
+            and cfg.lr_scheduler.power == 1.0
+            and cfg.lr_scheduler.total_num_update == updates
+        )
         assert cfg.task._name == RECIPES[recipe][1] and cfg.criterion._name == "lra_cross_entropy"
 
 
@@ -430,7 +632,9 @@ def test_bad_inputs_get_clear_errors(prepared, tmp_path):
         prepare_lra.main(["pathfinder32", str(raw), str(tmp_path / "out_pf")])
 
     listops = tmp_path / "listops_bad"
-    make_listops.main([str(listops), "--train", "4", "--valid", "2", "--test", "2", "--min-length", "5", "--max-length", "20"])
+    make_listops.main(
+        [str(listops), "--train", "4", "--valid", "2", "--test", "2", "--min-length", "5", "--max-length", "20"]
+    )
     lines = (listops / "basic_train.tsv").read_text().splitlines()
     lines[2] = lines[2].split("\t")[0] + "\t12"
     (listops / "basic_train.tsv").write_text("\n".join(lines) + "\n")

@@ -1,6 +1,7 @@
 """mega_encoder: every head equals its transformers class with the same weights (through hf_names), padding
 anywhere never changes a sample's output, fairseq's masked_lm -> sentence_prediction / sentence_ranking
 pipeline trains from the CLI, and bad input gets a clear error."""
+
 import json
 import os
 import subprocess
@@ -9,8 +10,8 @@ import warnings
 import pytest
 import torch
 import transformers
-
 from fairseq.data import Dictionary
+
 from mega_fairseq.convert.hf_names import (
     ENCODER_HEAD_KEYS,
     encoder_hf_config_kwargs,
@@ -56,7 +57,9 @@ def build_with_parser(task, *argv):
     from fairseq import options, tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-    args = options.parse_args_and_arch(options.get_training_parser(), ["dummy", "--task", task, "--user-dir", str(REPO / "user_dir"), *argv])
+    args = options.parse_args_and_arch(
+        options.get_training_parser(), ["dummy", "--task", task, "--user-dir", str(REPO / "user_dir"), *argv]
+    )
     cfg = convert_namespace_to_omegaconf(args)
     task = tasks.get_task(task)(cfg.task, dictionary())
     return task.build_model(cfg.model), cfg
@@ -93,9 +96,19 @@ def hf_twin(model, kind):
     hf_kind = "classification" if kind == "regression" else kind
     hf_class, _, _ = ENCODER_HEAD_KEYS[hf_kind]
     config = transformers.MegaConfig(
-        **to_hf_config_kwargs(cfg, len(model.encoder.stack.layers), len(model.encoder.dictionary), model.encoder.dictionary.pad(), model.type_vocab_size),
-        **encoder_hf_config_kwargs(hf_kind, num_labels=NUM_LABELS.get(kind), lm_hidden_dense=model.lm_head.dense is not None,
-                                 tied=not model.cfg.untie_weights_roberta),
+        **to_hf_config_kwargs(
+            cfg,
+            len(model.encoder.stack.layers),
+            len(model.encoder.dictionary),
+            model.encoder.dictionary.pad(),
+            model.type_vocab_size,
+        ),
+        **encoder_hf_config_kwargs(
+            hf_kind,
+            num_labels=NUM_LABELS.get(kind),
+            lm_hidden_dense=model.lm_head.dense is not None,
+            tied=not model.cfg.untie_weights_roberta,
+        ),
     )
     hf = getattr(transformers, hf_class)(config)
     state = encoder_state_dict_to_hf(model.state_dict(), cfg, hf_kind, None if kind == "masked_lm" else "head")
@@ -110,13 +123,33 @@ def assert_close(ours, theirs, what):
     assert worst <= TOL * max(1.0, scale), f"{what}: max abs diff {worst:.3g} (scale {scale:.3g})"
 
 
-KINDS = ["masked_lm", "masked_lm_no_dense", "classification", "regression", "multiple_choice", "token_classification", "question_answering", "pooler"]
+KINDS = [
+    "masked_lm",
+    "masked_lm_no_dense",
+    "classification",
+    "regression",
+    "multiple_choice",
+    "token_classification",
+    "question_answering",
+    "pooler",
+]
 CONFIGS = {
     "plain": {},
     "types_chunked": {"add_token_type_embeddings": True, "encoder_chunk_size": 4},
-    "simple_laplace_postnorm": {"arch": "mega_encoder", "encoder_layers": 2, "encoder_embed_dim": 32, "encoder_hidden_dim": 48, "encoder_z_dim": 16,
-                                "encoder_n_dim": 4, "encoder_ffn_embed_dim": 40, "rel_pos_bias": "simple", "attention_activation_fn": "laplace",
-                                "normalization_type": "layernorm", "max_positions": 32, "untie_weights_roberta": True},
+    "simple_laplace_postnorm": {
+        "arch": "mega_encoder",
+        "encoder_layers": 2,
+        "encoder_embed_dim": 32,
+        "encoder_hidden_dim": 48,
+        "encoder_z_dim": 16,
+        "encoder_n_dim": 4,
+        "encoder_ffn_embed_dim": 40,
+        "rel_pos_bias": "simple",
+        "attention_activation_fn": "laplace",
+        "normalization_type": "layernorm",
+        "max_positions": 32,
+        "untie_weights_roberta": True,
+    },
 }
 
 
@@ -129,7 +162,9 @@ def test_head_matches_transformers(kind, config):
     model = randomize_(add_head(build(**overrides), kind), seed=1)
     hf, hf_kind = hf_twin(model, kind)
     tokens, keep = batch([12, 9, 5], seed=2)
-    types = torch.randint(0, 2, tokens.shape, generator=torch.Generator().manual_seed(3)) if model.type_vocab_size else None
+    types = (
+        torch.randint(0, 2, tokens.shape, generator=torch.Generator().manual_seed(3)) if model.type_vocab_size else None
+    )
     hf_kwargs = {"token_type_ids": types} if types is not None else {}
     head = None if kind == "masked_lm" else "head"
     with torch.no_grad():
@@ -137,7 +172,17 @@ def test_head_matches_transformers(kind, config):
             choices = torch.stack([tokens, tokens.roll(1, 0), tokens.roll(2, 0)], 1)
             choice_keep = torch.stack([keep, keep.roll(1, 0), keep.roll(2, 0)], 1)
             choice_types = None if types is None else torch.stack([types, types.roll(1, 0), types.roll(2, 0)], 1)
-            ours = torch.cat([model(choices[:, c], classification_head_name=head, token_types=None if types is None else choice_types[:, c])[0] for c in range(3)], 1)
+            ours = torch.cat(
+                [
+                    model(
+                        choices[:, c],
+                        classification_head_name=head,
+                        token_types=None if types is None else choice_types[:, c],
+                    )[0]
+                    for c in range(3)
+                ],
+                1,
+            )
             theirs = hf(choices, attention_mask=choice_keep.long(), token_type_ids=choice_types).logits
             assert ours.shape == theirs.shape == (3, 3)
         else:
@@ -152,7 +197,9 @@ def test_head_matches_transformers(kind, config):
             if ours.dim() == 3:  # per-token outputs: compare real tokens
                 ours, theirs = ours[keep], theirs[keep]
         if kind in ("pooler", "multiple_choice", "classification", "regression"):
-            assert theirs.abs().max() > 0.05 and theirs.std() > 1e-3, "head output too flat for the comparison to mean anything"
+            assert theirs.abs().max() > 0.05 and theirs.std() > 1e-3, (
+                "head output too flat for the comparison to mean anything"
+            )
         assert_close(ours, theirs, f"{kind}/{config}")
         if kind == "masked_lm":  # fairseq's masked_lm criterion asks for the masked positions only
             masked = keep & (torch.rand(keep.shape, generator=torch.Generator().manual_seed(4)) < 0.3)
@@ -178,9 +225,14 @@ def test_name_tables_are_complete():
 
 
 def test_segments_from_separator_follow_hf_pair_ids():
-    # fairseq's sentence_prediction layout <s> A </s> </s> B </s> (+ padding) -> HF ids 0 0 0 1 1 1 (padding: 1, ignored)
+    # fairseq's sentence_prediction layout <s> A </s> </s> B </s> (+ padding) -> HF ids 0 0 0 1 1 1 (padding: 1,
+    # ignored)
     tokens = torch.tensor([[0, 7, 8, 2, 2, 9, 2, 1], [1, 1, 0, 7, 2, 2, 9, 2], [0, 7, 8, 9, 2, 1, 1, 1]])
-    assert segments_from_separator(tokens, 2).tolist() == [[0, 0, 0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 0, 1, 1, 1], [0, 0, 0, 0, 0, 1, 1, 1]]
+    assert segments_from_separator(tokens, 2).tolist() == [
+        [0, 0, 0, 0, 1, 1, 1, 1],
+        [0, 0, 0, 0, 0, 1, 1, 1],
+        [0, 0, 0, 0, 0, 1, 1, 1],
+    ]
     model = build(add_token_type_embeddings=True)
     assert model._token_types(tokens, None).tolist() == segments_from_separator(tokens, 2).tolist()
     with torch.no_grad():  # derived ids = the same ids given explicitly; zero_token_types = HF's default (all zero)
@@ -223,7 +275,8 @@ def test_padding_anywhere_never_changes_a_sample(config):
 def test_checkpoint_heads_are_added_dropped_and_restored():
     pretrained = randomize_(build(rel_pos_bias="simple", max_positions=16), seed=7)
     state = pretrained.state_dict()
-    # fine-tuning model: new head, longer max_positions (sentence_prediction sets it) -> bias re-centred, head kept fresh
+    # fine-tuning model: new head, longer max_positions (sentence_prediction sets it) -> bias re-centred, head kept
+    # fresh
     tuned = add_head(build(rel_pos_bias="simple", max_positions=24), "classification")
     fresh = {k: v.clone() for k, v in tuned.classification_heads.state_dict().items()}
     tuned.load_state_dict(dict(state), strict=True)
@@ -239,16 +292,23 @@ def test_checkpoint_heads_are_added_dropped_and_restored():
     saved = tuned.state_dict()
     other = add_head(build(rel_pos_bias="simple", max_positions=24), "token_classification", name="head")
     other.load_state_dict(dict(saved), strict=True)
-    assert set(other.classification_heads) == {"head"} and other.classification_heads["head"].classifier.out_features == 4
+    assert (
+        set(other.classification_heads) == {"head"} and other.classification_heads["head"].classifier.out_features == 4
+    )
     keeper = build(rel_pos_bias="simple", max_positions=24, load_checkpoint_heads=True)
     keeper.load_state_dict(dict(saved), strict=True)
     assert set(keeper.classification_heads) == {"head", "qa"}
-    assert torch.equal(keeper.classification_heads["qa"].qa_outputs.weight, tuned.classification_heads["qa"].qa_outputs.weight)
+    assert torch.equal(
+        keeper.classification_heads["qa"].qa_outputs.weight, tuned.classification_heads["qa"].qa_outputs.weight
+    )
 
 
 def test_sentence_ranking_task_gets_multiple_choice_heads():
-    """fairseq's sentence_ranking registers (name, num_classes=1): a MultipleChoiceHead; elsewhere 1 class = regression."""
-    model, cfg = build_with_parser("sentence_ranking", "--arch", "mega_tiny", "--criterion", "sentence_ranking", "--num-classes", "3")
+    """fairseq's sentence_ranking registers (name, num_classes=1): a MultipleChoiceHead; elsewhere 1 class is
+    regression."""
+    model, cfg = build_with_parser(
+        "sentence_ranking", "--arch", "mega_tiny", "--criterion", "sentence_ranking", "--num-classes", "3"
+    )
     assert type(model.classification_heads["sentence_classification_head"]).__name__ == "MultipleChoiceHead"
     assert cfg.task.max_positions == 2048  # sentence_ranking reads the model's --max-positions
     plain = build()
@@ -288,7 +348,9 @@ def test_bad_input_gets_clear_errors():
     with pytest.raises(ValueError, match="head_type"):
         model.register_classification_head("x", 2, head_type="span")
     with pytest.raises(KeyError, match="is 'head' a question_answering head"):
-        encoder_state_dict_to_hf(add_head(model, "pooler").state_dict(), model.encoder.stack.cfg, "question_answering", "head")
+        encoder_state_dict_to_hf(
+            add_head(model, "pooler").state_dict(), model.encoder.stack.cfg, "question_answering", "head"
+        )
     with pytest.raises(ValueError, match="sequence of 40 positions"):
         build(rel_pos_bias="simple", max_positions=32)(batch([40])[0])
 
@@ -308,8 +370,20 @@ def _binarize(src, dest, srcdict=None):
     from fairseq import options
     from fairseq_cli import preprocess
 
-    argv = ["--only-source", "--trainpref", f"{src}/train.txt", "--validpref", f"{src}/valid.txt", "--destdir", str(dest), "--workers", "1"]
-    preprocess.main(options.get_preprocessing_parser().parse_args(argv + (["--srcdict", str(srcdict)] if srcdict else [])))
+    argv = [
+        "--only-source",
+        "--trainpref",
+        f"{src}/train.txt",
+        "--validpref",
+        f"{src}/valid.txt",
+        "--destdir",
+        str(dest),
+        "--workers",
+        "1",
+    ]
+    preprocess.main(
+        options.get_preprocessing_parser().parse_args(argv + (["--srcdict", str(srcdict)] if srcdict else []))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -322,7 +396,9 @@ def encoder_data(tmp_path_factory):
     text = root / "text"
     text.mkdir()
     for split, n in (("train", 192), ("valid", 16)):
-        (text / f"{split}.txt").write_text("".join(_sentence(gen, int(torch.randint(0, 2, (1,), generator=gen))) + "\n" for _ in range(n)))
+        (text / f"{split}.txt").write_text(
+            "".join(_sentence(gen, int(torch.randint(0, 2, (1,), generator=gen))) + "\n" for _ in range(n))
+        )
     _binarize(text, root / "mlm")
     srcdict = root / "mlm/dict.txt"
     cls, reg, rank = root / "cls", root / "reg", root / "rank"
@@ -344,7 +420,14 @@ def encoder_data(tmp_path_factory):
             d.mkdir(parents=True, exist_ok=True)
         (reg / "label" / f"{split}.label").write_text("\n".join(rows["value"]) + "\n")
         (rank / f"{split}.label").write_text("\n".join(rows["answer"]) + "\n")
-    for out, name in (("cls/input0", "a"), ("cls/input1", "b"), ("rank/input0", "ctx"), ("rank/input1", "c0"), ("rank/input2", "c1"), ("rank/input3", "c2")):
+    for out, name in (
+        ("cls/input0", "a"),
+        ("cls/input1", "b"),
+        ("rank/input0", "ctx"),
+        ("rank/input1", "c0"),
+        ("rank/input2", "c1"),
+        ("rank/input3", "c2"),
+    ):
         _binarize(root / "raw" / name, root / out, srcdict)
     _binarize(root / "raw" / "label", cls / "label")
     for split in ("train", "valid"):  # sentence_ranking reads its labels from label/{split}.label
@@ -355,22 +438,57 @@ def encoder_data(tmp_path_factory):
     return root
 
 
-COMMON = ["--user-dir", REPO / "user_dir", "--cpu", "--num-workers", "0", "--optimizer", "adam", "--lr", "3e-3", "--log-format", "json",
-          "--log-interval", "1", "--no-epoch-checkpoints", "--seed", "1", "--batch-size", "32", "--disable-validation"]
+COMMON = [
+    "--user-dir",
+    REPO / "user_dir",
+    "--cpu",
+    "--num-workers",
+    "0",
+    "--optimizer",
+    "adam",
+    "--lr",
+    "3e-3",
+    "--log-format",
+    "json",
+    "--log-interval",
+    "1",
+    "--no-epoch-checkpoints",
+    "--seed",
+    "1",
+    "--batch-size",
+    "32",
+    "--disable-validation",
+]
 MODEL = ["--arch", "mega_tiny", "--encoder-chunk-size", "8", "--add-token-type-embeddings"]
 
 
 def train_losses(log: str):
     """Per-epoch training losses from fairseq-train's json log."""
-    rows = [json.loads(line[line.index("{"):]) for line in log.splitlines() if '"train_loss"' in line]
+    rows = [json.loads(line[line.index("{") :]) for line in log.splitlines() if '"train_loss"' in line]
     return [float(r["train_loss"]) for r in rows]
 
 
 @pytest.fixture(scope="module")
 def pretrained(encoder_data, tmp_path_factory):
     save = tmp_path_factory.mktemp("mlm_ckpt")
-    proc = fairseq_cli("fairseq-train", encoder_data / "mlm", "--task", "masked_lm", "--criterion", "masked_lm", *MODEL, *COMMON,
-                       "--tokens-per-sample", "32", "--sample-break-mode", "eos", "--max-epoch", "3", "--save-dir", save)
+    proc = fairseq_cli(
+        "fairseq-train",
+        encoder_data / "mlm",
+        "--task",
+        "masked_lm",
+        "--criterion",
+        "masked_lm",
+        *MODEL,
+        *COMMON,
+        "--tokens-per-sample",
+        "32",
+        "--sample-break-mode",
+        "eos",
+        "--max-epoch",
+        "3",
+        "--save-dir",
+        save,
+    )
     return save / "checkpoint_last.pt", train_losses(proc.stdout + proc.stderr)
 
 
@@ -380,12 +498,46 @@ def test_masked_lm_pretraining_loss_falls(pretrained):
 
 
 FINETUNE = {
-    "classification": ["cls", "--task", "sentence_prediction", "--criterion", "sentence_prediction", "--num-classes", "2",
-                       "--init-token", "0", "--separator-token", "2"],
-    "regression": ["reg", "--task", "sentence_prediction", "--criterion", "sentence_prediction", "--num-classes", "1", "--regression-target",
-                   "--init-token", "0", "--separator-token", "2"],
-    "multiple_choice": ["rank", "--task", "sentence_ranking", "--criterion", "sentence_ranking", "--num-classes", "3",
-                        "--init-token", "0", "--separator-token", "2"],
+    "classification": [
+        "cls",
+        "--task",
+        "sentence_prediction",
+        "--criterion",
+        "sentence_prediction",
+        "--num-classes",
+        "2",
+        "--init-token",
+        "0",
+        "--separator-token",
+        "2",
+    ],
+    "regression": [
+        "reg",
+        "--task",
+        "sentence_prediction",
+        "--criterion",
+        "sentence_prediction",
+        "--num-classes",
+        "1",
+        "--regression-target",
+        "--init-token",
+        "0",
+        "--separator-token",
+        "2",
+    ],
+    "multiple_choice": [
+        "rank",
+        "--task",
+        "sentence_ranking",
+        "--criterion",
+        "sentence_ranking",
+        "--num-classes",
+        "3",
+        "--init-token",
+        "0",
+        "--separator-token",
+        "2",
+    ],
 }
 
 
@@ -399,8 +551,21 @@ def finetuned(pretrained, encoder_data, tmp_path_factory):
     for kind, (data, *task) in FINETUNE.items():
         save = tmp_path_factory.mktemp(f"finetune_{kind}")
         log = open(save / "log.txt", "w")
-        argv = [str(BIN / "fairseq-train"), str(encoder_data / data), *task, *map(str, MODEL + COMMON), "--max-epoch", "3", "--save-dir", str(save),
-                "--restore-file", str(checkpoint), "--reset-optimizer", "--reset-dataloader", "--reset-meters"]
+        argv = [
+            str(BIN / "fairseq-train"),
+            str(encoder_data / data),
+            *task,
+            *map(str, MODEL + COMMON),
+            "--max-epoch",
+            "3",
+            "--save-dir",
+            str(save),
+            "--restore-file",
+            str(checkpoint),
+            "--reset-optimizer",
+            "--reset-dataloader",
+            "--reset-meters",
+        ]
         runs[kind] = (save, log, subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT))
     results = {}
     for kind, (save, log, proc) in runs.items():
@@ -419,20 +584,27 @@ def test_finetune_from_masked_lm_checkpoint(kind, finetuned):
     assert len(losses) == 3 and losses[-1] < losses[0], losses
     assert "Loaded checkpoint" in log
     state = torch.load(save / "checkpoint_last.pt", map_location="cpu", weights_only=False)["model"]
-    head = {"classification": "classification_heads.sentence_classification_head.out_proj.weight",
-            "regression": "classification_heads.sentence_classification_head.out_proj.weight",
-            "multiple_choice": "classification_heads.sentence_classification_head.classifier.weight"}[kind]
+    head = {
+        "classification": "classification_heads.sentence_classification_head.out_proj.weight",
+        "regression": "classification_heads.sentence_classification_head.out_proj.weight",
+        "multiple_choice": "classification_heads.sentence_classification_head.classifier.weight",
+    }[kind]
     assert head in state
 
 
-AUTO_CLASSES = {"classification": "AutoModelForSequenceClassification", "regression": "AutoModelForSequenceClassification",
-                "multiple_choice": "AutoModelForMultipleChoice"}
+AUTO_CLASSES = {
+    "classification": "AutoModelForSequenceClassification",
+    "regression": "AutoModelForSequenceClassification",
+    "multiple_choice": "AutoModelForMultipleChoice",
+}
 
 
 @pytest.mark.parametrize("kind", list(FINETUNE))
 def test_finetuned_checkpoint_exports_to_transformers(kind, finetuned, encoder_data, tmp_path):
     save, _ = finetuned[kind]
-    assert_exports_to_transformers(save / "checkpoint_last.pt", encoder_data / FINETUNE[kind][0], AUTO_CLASSES[kind], tmp_path / "hf")
+    assert_exports_to_transformers(
+        save / "checkpoint_last.pt", encoder_data / FINETUNE[kind][0], AUTO_CLASSES[kind], tmp_path / "hf"
+    )
 
 
 def test_pretrained_checkpoint_exports_to_transformers(pretrained, encoder_data, tmp_path):

@@ -1,5 +1,6 @@
 """Mixed precision on CPU: long chunked forward in fp16/bf16 vs fp32, and fairseq-train with
 --fp16, --memory-efficient-fp16, --bf16 (made to work on CPU by mega_fairseq/fairseq_patches.py) and --amp."""
+
 import copy
 import importlib.util
 import re
@@ -23,7 +24,14 @@ LONG_TOL = {torch.float16: 1e-2, torch.bfloat16: 6e-2}
 def long_run():
     """A 2-layer causal Mega-chunk stack (D=16, chunk 128) on 8192 tokens: (model, tokens, fp32 output)."""
     cfg = MegaLayerConfig(
-        embed_dim=16, z_dim=8, hidden_dim=32, ffn_dim=32, n_dim=4, bidirectional=False, causal=True, chunk_size=128,
+        embed_dim=16,
+        z_dim=8,
+        hidden_dim=32,
+        ffn_dim=32,
+        n_dim=4,
+        bidirectional=False,
+        causal=True,
+        chunk_size=128,
         normalization_type="layernorm",
     )
     model = randomize_(MegaStack(cfg, 2, nn.Embedding(50, 16, padding_idx=1))).eval()
@@ -71,7 +79,9 @@ def test_ema_stays_fp32_under_autocast():
 def train_losses(log):
     """(per-update training losses, log lines) from fairseq's train_inner lines (--log-interval 1)."""
     lines = log.splitlines()
-    return [float(m.group(1)) for m in (re.search(r"train_inner .* loss=([0-9.]+)", line) for line in lines) if m], lines
+    return [
+        float(m.group(1)) for m in (re.search(r"train_inner .* loss=([0-9.]+)", line) for line in lines) if m
+    ], lines
 
 
 @pytest.mark.parametrize(
@@ -87,8 +97,17 @@ def train_losses(log):
 )
 def test_mixed_precision_training_on_cpu(lm_data, tmp_path, flags, kind):
     proc = fairseq_cli(
-        "fairseq-train", lm_data, *LM_TRAIN_ARGS, *flags, "--max-update", "8", "--log-interval", "1",
-        "--disable-validation", "--save-dir", tmp_path,
+        "fairseq-train",
+        lm_data,
+        *LM_TRAIN_ARGS,
+        *flags,
+        "--max-update",
+        "8",
+        "--log-interval",
+        "1",
+        "--disable-validation",
+        "--save-dir",
+        tmp_path,
     )
     log = proc.stdout + proc.stderr
     losses, lines = train_losses(log)

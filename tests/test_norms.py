@@ -1,4 +1,5 @@
 """Sequence normalizations: real RMS normalization, batch statistics that ignore padding."""
+
 import pytest
 import torch
 from torch import nn

@@ -1,4 +1,5 @@
 """Packaging/plugin checks: what importing mega_fairseq (and its plugin) does, checkpoint loading, --user-dir."""
+
 import argparse
 import os
 import pickle
@@ -108,7 +109,8 @@ def test_building_blocks_import_without_fairseq(module):
         "safe = list(torch.serialization.get_safe_globals())\n"
         f"import {module}\n"
         "plugin = ('mega_fairseq.plugin', 'mega_fairseq.models', 'mega_fairseq.tasks', 'mega_fairseq.criterions')\n"
-        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('fairseq', 'hydra', 'omegaconf') or m in plugin)\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('fairseq', 'hydra', 'omegaconf') or m in "
+        "plugin)\n"
         "print(loaded, list(torch.serialization.get_safe_globals()) == safe)\n"
     )
     assert out.strip() == "[] True"
@@ -126,12 +128,15 @@ REGISTERED = (
 )
 
 
-@pytest.mark.parametrize("statement", [
-    "import mega_fairseq.plugin",
-    "from mega_fairseq.models.mega_lm import MegaLanguageModel",
-    "import mega_fairseq.tasks.lra",
-    "import mega_fairseq.criterions",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import mega_fairseq.plugin",
+        "from mega_fairseq.models.mega_lm import MegaLanguageModel",
+        "import mega_fairseq.tasks.lra",
+        "import mega_fairseq.criterions",
+    ],
+)
 def test_fairseq_facing_imports_load_the_whole_plugin(statement):
     """Any fairseq-facing import registers every model, task and criterion and applies the patches."""
     assert _fresh_python(f"import sys\n{statement}\n{REGISTERED}").split() == ["True"] * 7

@@ -4,6 +4,7 @@ fp16 overflow on the CPU, atomic checkpoint writes and resume from the newest in
 that exit without training (mega_fairseq/reliability.py); CIFAR-10 batches through a restricted unpickler
 (scripts/prepare_lra.py); parallel files of different lengths (scripts/spm_prepare.py, prepare_wmt16_en_de.sh,
 fairseq-preprocess with --user-dir); the fault-injection script (slow)."""
+
 import errno
 import os
 import pickle
@@ -15,8 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import LM_TRAIN_ARGS, REPO, fairseq_cli
 from mega_fairseq import reliability
+
+from conftest import LM_TRAIN_ARGS, REPO, fairseq_cli
 
 sys.path.insert(0, str(REPO / "scripts"))
 import prepare_lra  # (after the sys.path insert)
@@ -26,7 +28,15 @@ ENV = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
 
 def train(data, save, *extra, check=True):
     proc = fairseq_cli(
-        "fairseq-train", data, *LM_TRAIN_ARGS, "--disable-validation", "--log-interval", "1", "--save-dir", save, *extra,
+        "fairseq-train",
+        data,
+        *LM_TRAIN_ARGS,
+        "--disable-validation",
+        "--log-interval",
+        "1",
+        "--save-dir",
+        save,
+        *extra,
         check=check,
     )
     return proc, proc.stdout + proc.stderr
@@ -42,7 +52,10 @@ def test_fp16_gradient_overflow_on_cpu_lowers_the_scale_and_goes_on(lm_data, tmp
     # 2^30 as first loss scale: the first steps overflow in fp16 (fairseq's overflow path called .cuda())
     _, log = train(lm_data, tmp_path, flag, "--fp16-init-scale", "1073741824", "--max-update", "3")
     assert "Torch not compiled with CUDA" not in log
-    scales = [float(s) for s in re.findall(r"gradient overflow detected, ignoring gradient, setting loss scale to: ([0-9.]+)", log)]
+    scales = [
+        float(s)
+        for s in re.findall(r"gradient overflow detected, ignoring gradient, setting loss scale to: ([0-9.]+)", log)
+    ]
     assert len(scales) >= 2 and scales == sorted(scales, reverse=True) and scales[0] < 2**30, log[-3000:]
     assert "done training" in log and updates_in(tmp_path / "checkpoint_last.pt") == 3
 
@@ -92,8 +105,11 @@ def test_fairseq_checkpoint_save_and_copy_are_atomic(tmp_path, monkeypatch):
     checkpoint_utils.torch_persistent_save({"step": 10, "pad": torch.zeros(1000)}, str(tmp_path / "checkpoint_1_10.pt"))
     monkeypatch.setenv(reliability.DISK_LIMIT_ENV, "100")
     monkeypatch.setattr(reliability, "_written", [0])
-    with pytest.raises(OSError, match=r"no space left on the device writing .*checkpoint_last.pt.*keeps its previous content.*"
-                       r"run the same command again") as err:
+    with pytest.raises(
+        OSError,
+        match=r"no space left on the device writing .*checkpoint_last.pt.*keeps its previous content.*"
+        r"run the same command again",
+    ) as err:
         checkpoint_utils.PathManager.copy(str(tmp_path / "checkpoint_1_10.pt"), str(last), overwrite=True)
     assert err.value.errno == errno.ENOSPC
     assert torch.load(last)["step"] == 5 and not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
@@ -108,7 +124,9 @@ def test_truncated_checkpoint_last_resumes_from_the_newest_intact_checkpoint(lm_
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
     assert not reliability.checkpoint_is_intact(last)
     _, log = train(lm_data, save, "--max-update", "5", "--save-interval-updates", "1", "--keep-interval-updates", "2")
-    assert re.search(r"checkpoint_last\.pt is unreadable .*resuming from the newest intact checkpoint \S*checkpoint_1_3\.pt", log), log[-3000:]
+    assert re.search(
+        r"checkpoint_last\.pt is unreadable .*resuming from the newest intact checkpoint \S*checkpoint_1_3\.pt", log
+    ), log[-3000:]
     assert re.search(r"Loaded checkpoint \S*checkpoint_1_3\.pt \(epoch 1 @ 3 updates\)", log), log[-3000:]
     assert "done training" in log and updates_in(last) == 5
 
@@ -117,7 +135,11 @@ def test_unreadable_checkpoint_last_without_any_other_checkpoint_is_a_clear_erro
     (tmp_path / "checkpoint_last.pt").write_bytes(b"")
     proc, log = train(lm_data, tmp_path, "--max-update", "1", check=False)
     assert proc.returncode != 0
-    assert re.search(r"checkpoint_last\.pt is unreadable \(truncated or corrupt\) and --save-dir \S+ holds no other intact checkpoint", log)
+    assert re.search(
+        r"checkpoint_last\.pt is unreadable \(truncated or corrupt\) and --save-dir \S+ holds no other intact "
+        r"checkpoint",
+        log,
+    )
 
 
 # ---- 3. a finished run says so and does nothing -----------------------------------------------------
@@ -127,7 +149,9 @@ def test_rerunning_a_finished_command_does_not_train_past_max_update(lm_data, tm
     before = last.read_bytes(), last.stat().st_mtime_ns
     proc, log = train(lm_data, tmp_path, "--max-update", "3")
     assert proc.returncode == 0
-    assert re.search(r"training already finished: \S+checkpoint_last\.pt it is at 3 updates and --max-update is 3", log), log[-3000:]
+    assert re.search(
+        r"training already finished: \S+checkpoint_last\.pt it is at 3 updates and --max-update is 3", log
+    ), log[-3000:]
     assert "train_inner" not in log and "Saved checkpoint" not in log
     assert (last.read_bytes(), last.stat().st_mtime_ns) == before and updates_in(last) == 3
 
@@ -157,7 +181,9 @@ def test_cifar_batches_are_unpickled_without_running_code(tmp_path):
     marker = tmp_path / "pwned"
     evil = tmp_path / "data_batch_1"
     evil.write_bytes(pickle.dumps({b"data": _WritesMarker(marker), b"labels": [0]}))
-    with pytest.raises(pickle.UnpicklingError, match=r"data_batch_1: refusing to unpickle posix\.system.*could run code"):
+    with pytest.raises(
+        pickle.UnpicklingError, match=r"data_batch_1: refusing to unpickle posix\.system.*could run code"
+    ):
         prepare_lra.load_cifar_batch(evil)
     assert not marker.exists()
     # the same through the command line
@@ -165,11 +191,18 @@ def test_cifar_batches_are_unpickled_without_running_code(tmp_path):
     raw.mkdir()
     for name in [f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]:
         (raw / name).write_bytes(evil.read_bytes())
-    proc = subprocess.run([sys.executable, REPO / "scripts/prepare_lra.py", "cifar10", raw, tmp_path / "out"], env=ENV,
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, REPO / "scripts/prepare_lra.py", "cifar10", raw, tmp_path / "out"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode != 0 and "refusing to unpickle" in proc.stderr and not marker.exists()
     # builtins.eval / exec are refused just the same
-    (raw / "data_batch_1").write_bytes(b"cbuiltins\neval\n(V__import__('os').system('touch " + str(marker).encode() + b"')\ntR.")
+    (raw / "data_batch_1").write_bytes(
+        b"cbuiltins\neval\n(V__import__('os').system('touch " + str(marker).encode() + b"')\ntR."
+    )
     with pytest.raises(pickle.UnpicklingError, match="refusing to unpickle builtins.eval"):
         prepare_lra.load_cifar_batch(raw / "data_batch_1")
     assert not marker.exists()
@@ -179,12 +212,21 @@ def test_cifar_batches_are_unpickled_without_running_code(tmp_path):
 def test_genuine_cifar_batches_still_load(tmp_path, protocol):
     """The real batches (Python 2 pickles of dicts of bytes, lists and a uint8 array) and re-pickled copies."""
     rng = np.random.RandomState(0)
-    batch = {b"batch_label": b"training batch 1 of 5", b"labels": [3, 1, 4], b"data": rng.randint(0, 256, (3, 3072)).astype(np.uint8),
-             b"filenames": [b"a.png", b"b.png", b"c.png"], b"mean": np.float32(0.5)}
+    batch = {
+        b"batch_label": b"training batch 1 of 5",
+        b"labels": [3, 1, 4],
+        b"data": rng.randint(0, 256, (3, 3072)).astype(np.uint8),
+        b"filenames": [b"a.png", b"b.png", b"c.png"],
+        b"mean": np.float32(0.5),
+    }
     path = tmp_path / "data_batch_1"
     path.write_bytes(pickle.dumps(batch, protocol=protocol))
     loaded = prepare_lra.load_cifar_batch(path)
-    assert loaded[b"labels"] == [3, 1, 4] and np.array_equal(loaded[b"data"], batch[b"data"]) and loaded[b"filenames"][2] == b"c.png"
+    assert (
+        loaded[b"labels"] == [3, 1, 4]
+        and np.array_equal(loaded[b"data"], batch[b"data"])
+        and loaded[b"filenames"][2] == b"c.png"
+    )
     path.write_bytes(pickle.dumps(batch, protocol=protocol)[:-20])
     with pytest.raises(pickle.UnpicklingError, match="data_batch_1: not a CIFAR-10 python batch"):
         prepare_lra.load_cifar_batch(path)
@@ -200,10 +242,30 @@ def _parallel(text_dir, n_en, n_de, splits=("train", "valid")):
 
 def test_spm_prepare_refuses_parallel_files_of_different_lengths(tmp_path):
     _parallel(tmp_path / "text", 30, 29)
-    proc = subprocess.run([sys.executable, REPO / "scripts/spm_prepare.py", tmp_path / "text", tmp_path / "spm", "--langs", "en", "de",
-                           "--splits", "train", "valid", "--vocab-size", "30"], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            REPO / "scripts/spm_prepare.py",
+            tmp_path / "text",
+            tmp_path / "spm",
+            "--langs",
+            "en",
+            "de",
+            "--splits",
+            "train",
+            "valid",
+            "--vocab-size",
+            "30",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode != 0
-    assert re.search(r"the train files of --langs en de differ in length: \S+train\.en has 30 lines, \S+train\.de has 29 lines", proc.stderr)
+    assert re.search(
+        r"the train files of --langs en de differ in length: \S+train\.en has 30 lines, \S+train\.de has 29 lines",
+        proc.stderr,
+    )
     assert not (tmp_path / "spm" / "spm.model").exists()
 
 
@@ -211,7 +273,12 @@ def test_prepare_wmt16_names_both_files_and_their_line_counts(tmp_path):
     raw = tmp_path / "raw"
     _parallel(raw, 5, 5, splits=("train", "newstest2013"))
     _parallel(raw, 4, 3, splits=("newstest2014",))
-    proc = subprocess.run(["bash", REPO / "scripts/prepare_wmt16_en_de.sh", raw, tmp_path / "out"], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["bash", REPO / "scripts/prepare_wmt16_en_de.sh", raw, tmp_path / "out"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 1
     assert re.search(r"newstest2014\.en has 4 lines but \S+newstest2014\.de has 3", proc.stderr), proc.stderr
 
@@ -220,8 +287,22 @@ def test_fairseq_preprocess_with_the_plugin_refuses_parallel_files_of_different_
     _parallel(tmp_path / "text", 10, 10, splits=("train",))
     _parallel(tmp_path / "text", 6, 7, splits=("valid",))
     text = tmp_path / "text"
-    proc = fairseq_cli("fairseq-preprocess", "-s", "en", "-t", "de", "--trainpref", text / "train", "--validpref", text / "valid",
-                       "--destdir", tmp_path / "bin", "--user-dir", REPO / "user_dir", check=False)
+    proc = fairseq_cli(
+        "fairseq-preprocess",
+        "-s",
+        "en",
+        "-t",
+        "de",
+        "--trainpref",
+        text / "train",
+        "--validpref",
+        text / "valid",
+        "--destdir",
+        tmp_path / "bin",
+        "--user-dir",
+        REPO / "user_dir",
+        check=False,
+    )
     assert proc.returncode != 0
     assert re.search(r"\S+valid\.en has 6 lines but \S+valid\.de has 7", proc.stderr), proc.stderr[-2000:]
     assert not (tmp_path / "bin" / "train.en-de.en.bin").exists()  # stopped before binarizing anything
@@ -239,8 +320,14 @@ def test_check_parallel_files_counts_a_last_line_without_newline(tmp_path):
 # ---- fault injection (Build item 3) -----------------------------------------------------------------
 @pytest.mark.slow
 def test_fault_injection_loses_no_run(tmp_path):
-    proc = subprocess.run([sys.executable, REPO / "scripts/fault_injection.py", "--runs", "5", "--work-dir", tmp_path],
-                          env=ENV, capture_output=True, text=True, timeout=1500, check=False)
+    proc = subprocess.run(
+        [sys.executable, REPO / "scripts/fault_injection.py", "--runs", "5", "--work-dir", tmp_path],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = re.search(r"killed (\d+) / resumed (\d+) / lost (\d+)", proc.stdout)
     assert summary and int(summary[3]) == 0 and int(summary[1]) >= 1, proc.stdout[-3000:]

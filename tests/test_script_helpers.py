@@ -1,5 +1,6 @@
 """Helpers the scripts share: the prepare scripts' flow (mega_fairseq/data/prepare_cli.py) and the demos'
 preamble (scripts/_env.sh: mega_demo_start / mega_demo_elapsed)."""
+
 import subprocess
 from pathlib import Path
 
@@ -18,7 +19,15 @@ def test_parser_and_given_splits_keep_train_valid_test_order():
     assert parser.description == "Title line."
     options = [a.option_strings[0] for a in parser._actions if a.option_strings][1:]
     assert options == [
-        "--train", "--valid", "--test", "--destdir", "--spm", "--srcdict", "--labels", "--workers", "--no-binarize"
+        "--train",
+        "--valid",
+        "--test",
+        "--destdir",
+        "--spm",
+        "--srcdict",
+        "--labels",
+        "--workers",
+        "--no-binarize",
     ]
     with pytest.raises(SystemExit):
         parser.parse_args(["--destdir", "out"])  # --train is required
@@ -43,7 +52,7 @@ def test_demo_start_clears_outputs_and_creates_the_last(tmp_path):
         f"cd {tmp_path}\n"
         "mega_demo_start data save\n"
         "ls -A data 2>&1 || echo 'no data'\nls -A save\n"
-        "elapsed=$(mega_demo_elapsed)\n[ \"$elapsed\" -ge 0 ] && [ \"$elapsed\" -lt 60 ] && echo clock ok\n"
+        'elapsed=$(mega_demo_elapsed)\n[ "$elapsed" -ge 0 ] && [ "$elapsed" -lt 60 ] && echo clock ok\n'
     )
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.split("\n")[:1] == ["setup"] and "no data" in out and "clock ok" in out

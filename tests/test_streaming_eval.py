@@ -1,5 +1,6 @@
 """Streaming evaluation (`--task mega_language_modeling --stream-state`): carrying Mega's state across
 consecutive blocks equals one forward pass over the whole stream, in the model and through `fairseq-eval-lm`."""
+
 import math
 import os
 import re
@@ -9,12 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
-import mega_fairseq.plugin  # noqa: F401  registers the plugin
 from fairseq import options
 from fairseq.data import Dictionary
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
+import mega_fairseq.plugin  # noqa: F401  registers the plugin
 from mega_fairseq.tasks.mega_language_modeling import MegaLanguageModelingTask, StreamState
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,8 +48,19 @@ def tiny_model(**overrides):
     dictionary = Dictionary()
     for i in range(30):
         dictionary.add_symbol(f"w{i}")
-    argv = ["dummy", "--task", "mega_language_modeling", "--arch", "mega_lm_tiny", "--user-dir", str(REPO / "user_dir"),
-            "--tokens-per-sample", "16", "--decoder-chunk-size", "8"]
+    argv = [
+        "dummy",
+        "--task",
+        "mega_language_modeling",
+        "--arch",
+        "mega_lm_tiny",
+        "--user-dir",
+        str(REPO / "user_dir"),
+        "--tokens-per-sample",
+        "16",
+        "--decoder-chunk-size",
+        "8",
+    ]
     for key, value in overrides.items():
         argv += ["--" + key.replace("_", "-"), str(value)]
     cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
@@ -72,7 +83,9 @@ def test_carried_state_blocks_equal_one_pass(block):
     with torch.no_grad():
         full = token_log_probs(model, stream)
         state = StreamState()
-        carried = torch.cat([token_log_probs(model, stream[:, s : s + block], incremental_state=state) for s in range(0, 101, block)], 1)
+        carried = torch.cat(
+            [token_log_probs(model, stream[:, s : s + block], incremental_state=state) for s in range(0, 101, block)], 1
+        )
         cold = torch.cat([token_log_probs(model, stream[:, s : s + block]) for s in range(0, 101, block)], 1)
     assert carried.dtype == torch.float32 and carried.shape == full.shape
     assert (carried - full).abs().max() <= 1e-5
@@ -89,6 +102,7 @@ def test_stream_state_is_not_a_dict():
 
 
 # ---------------------------------------------------------------- end to end through the fairseq command line
+
 
 def _cli_args(parser, argv):
     return convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, [str(a) for a in argv]))
@@ -111,13 +125,57 @@ def trained(tmp_path_factory, one_thread):
                 ids = torch.randint(0, 40, (12,), generator=gen).tolist()
                 f.write(" ".join(words[i] for i in sorted(ids)) + "\n")  # sorted: the context is informative
     data = tmp / "bin"
-    preprocess.main(options.get_preprocessing_parser().parse_args(
-        ["--only-source", "--trainpref", str(tmp / "train.txt"), "--testpref", str(tmp / "test.txt"), "--destdir", str(data)]))
+    preprocess.main(
+        options.get_preprocessing_parser().parse_args(
+            [
+                "--only-source",
+                "--trainpref",
+                str(tmp / "train.txt"),
+                "--testpref",
+                str(tmp / "test.txt"),
+                "--destdir",
+                str(data),
+            ]
+        )
+    )
     save = tmp / "ckpt"
-    train.main(_cli_args(options.get_training_parser(), [
-        data, "--task", "mega_language_modeling", "--user-dir", REPO / "user_dir", "--arch", "mega_lm_tiny", "--decoder-chunk-size", "8",
-        "--tokens-per-sample", "32", "--max-tokens", "512", "--optimizer", "adam", "--lr", "3e-3", "--max-update", "2", "--cpu",
-        "--num-workers", "0", "--save-dir", save, "--no-epoch-checkpoints", "--disable-validation", "--seed", "1", "--log-format", "none"]))
+    train.main(
+        _cli_args(
+            options.get_training_parser(),
+            [
+                data,
+                "--task",
+                "mega_language_modeling",
+                "--user-dir",
+                REPO / "user_dir",
+                "--arch",
+                "mega_lm_tiny",
+                "--decoder-chunk-size",
+                "8",
+                "--tokens-per-sample",
+                "32",
+                "--max-tokens",
+                "512",
+                "--optimizer",
+                "adam",
+                "--lr",
+                "3e-3",
+                "--max-update",
+                "2",
+                "--cpu",
+                "--num-workers",
+                "0",
+                "--save-dir",
+                save,
+                "--no-epoch-checkpoints",
+                "--disable-validation",
+                "--seed",
+                "1",
+                "--log-format",
+                "none",
+            ],
+        )
+    )
     ckpt = save / "checkpoint_last.pt"
     state = torch.load(ckpt, weights_only=False)
     models, _ = checkpoint_utils.load_model_ensemble([str(ckpt)])
@@ -143,8 +201,21 @@ def full_pass_loss(data, ckpt):
 
 
 def eval_args(data, ckpt, *extra, task="mega_language_modeling"):
-    return [data, "--user-dir", REPO / "user_dir", "--path", ckpt, "--gen-subset", "test", "--task", task, "--tokens-per-sample", "16",
-            "--cpu", *extra]
+    return [
+        data,
+        "--user-dir",
+        REPO / "user_dir",
+        "--path",
+        ckpt,
+        "--gen-subset",
+        "test",
+        "--task",
+        task,
+        "--tokens-per-sample",
+        "16",
+        "--cpu",
+        *extra,
+    ]
 
 
 def test_fairseq_eval_lm_streaming(trained):
@@ -154,11 +225,21 @@ def test_fairseq_eval_lm_streaming(trained):
 
     data, ckpt = trained
     # the stock command (with its default data-loading worker), in a subprocess, while the in-process evaluations run
-    cli = subprocess.Popen([BIN / "fairseq-eval-lm", *eval_args(data, ckpt, "--stream-state", "--no-progress-bar")],
-                           env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cli = subprocess.Popen(
+        [BIN / "fairseq-eval-lm", *eval_args(data, ckpt, "--stream-state", "--no-progress-bar")],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         reference, ntokens = full_pass_loss(data, ckpt)
-        run = lambda *args, **kw: eval_lm.main(_cli_args(options.get_eval_lm_parser(), eval_args(data, ckpt, "--num-workers", "0", *args, **kw)))
+
+        def run(*args, **kw):
+            return eval_lm.main(
+                _cli_args(options.get_eval_lm_parser(), eval_args(data, ckpt, "--num-workers", "0", *args, **kw))
+            )
+
         streamed = run("--stream-state")
         restarted = run()
         stock = run(task="language_modeling")
@@ -197,7 +278,10 @@ def test_stream_batches(trained):
     target = torch.cat([b["target"][0] for b in batches])
     inputs = torch.cat([b["net_input"]["src_tokens"][0] for b in batches])
     assert torch.equal(inputs, torch.cat([target.new_tensor([task.dictionary.eos()]), target[:-1]]))  # one stream
-    shards = [[b["id"].item() for b in task.eval_lm_dataloader(dataset, num_shards=2, shard_id=k, num_workers=0)] for k in (0, 1)]
+    shards = [
+        [b["id"].item() for b in task.eval_lm_dataloader(dataset, num_shards=2, shard_id=k, num_workers=0)]
+        for k in (0, 1)
+    ]
     assert shards[0] + shards[1] == list(range(len(dataset))) and abs(len(shards[0]) - len(shards[1])) <= 1
     with pytest.raises(ValueError, match="context-window"):
         task.eval_lm_dataloader(dataset, context_window=4)
@@ -205,7 +289,16 @@ def test_stream_batches(trained):
 
 def test_stream_state_refuses_non_mega_models():
     dictionary = Dictionary()
-    argv = ["dummy", "--task", "mega_language_modeling", "--arch", "transformer_lm", "--decoder-layers", "1", "--stream-state"]
+    argv = [
+        "dummy",
+        "--task",
+        "mega_language_modeling",
+        "--arch",
+        "transformer_lm",
+        "--decoder-layers",
+        "1",
+        "--stream-state",
+    ]
     cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
     with pytest.raises(ValueError, match="needs a Mega language model"):
         MegaLanguageModelingTask(cfg.task, dictionary).build_model(cfg.model)

@@ -1,5 +1,6 @@
 """mega_token_classification: BIO entity scores, CoNLL preparation with first-subword labels, bad input,
 and fairseq-train fine-tuning of a masked-LM mega_encoder checkpoint (loss falls, entity F1 logged)."""
+
 import importlib.util
 import json
 import random
@@ -60,7 +61,12 @@ def write_conll(path, n, seed):
 def test_bio_chunks_follow_conlleval():
     assert extract_chunks("B-PER I-PER O B-LOC I-LOC B-LOC O".split()) == [("PER", 0, 1), ("LOC", 3, 4), ("LOC", 5, 5)]
     assert extract_chunks("I-PER I-PER O I-LOC".split()) == [("PER", 0, 1), ("LOC", 3, 3)]  # I without B starts a chunk
-    assert extract_chunks("B-PER I-LOC I-LOC B-PER B-PER".split()) == [("PER", 0, 0), ("LOC", 1, 2), ("PER", 3, 3), ("PER", 4, 4)]
+    assert extract_chunks("B-PER I-LOC I-LOC B-PER B-PER".split()) == [
+        ("PER", 0, 0),
+        ("LOC", 1, 2),
+        ("PER", 3, 3),
+        ("PER", 4, 4),
+    ]
     assert extract_chunks("S-PER B-LOC E-LOC I-LOC O".split()) == [("PER", 0, 0), ("LOC", 1, 2), ("LOC", 3, 3)]  # IOBES
     assert extract_chunks(["O", "O"]) == [] and extract_chunks([]) == []
 
@@ -86,8 +92,16 @@ def train_spm(text_lines, prefix):
     import sentencepiece as spm
 
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(text_lines), model_prefix=str(prefix), vocab_size=24, model_type="bpe",
-        bos_id=-1, eos_id=-1, unk_id=0, pad_id=-1, minloglevel=2, num_threads=1,
+        sentence_iterator=iter(text_lines),
+        model_prefix=str(prefix),
+        vocab_size=24,
+        model_type="bpe",
+        bos_id=-1,
+        eos_id=-1,
+        unk_id=0,
+        pad_id=-1,
+        minloglevel=2,
+        num_threads=1,
     )
     return f"{prefix}.model"
 
@@ -102,7 +116,18 @@ def conll(tmp_path_factory):
 def test_prepare_with_spm_labels_first_subwords(conll, tmp_path):
     root, sentences = conll
     model = train_spm([" ".join(w for w, _ in s) for s in sentences["train"]], tmp_path / "spm")
-    prepare.main(["--train", str(root / "train.conll"), "--valid", str(root / "valid.conll"), "--destdir", str(tmp_path / "bin"), "--spm", model])
+    prepare.main(
+        [
+            "--train",
+            str(root / "train.conll"),
+            "--valid",
+            str(root / "valid.conll"),
+            "--destdir",
+            str(tmp_path / "bin"),
+            "--spm",
+            model,
+        ]
+    )
     tokens = (tmp_path / "bin/text/valid.input0").read_text().splitlines()
     labels = (tmp_path / "bin/text/valid.label").read_text().splitlines()
     split_words = 0
@@ -130,7 +155,9 @@ def test_prepare_with_spm_labels_first_subwords(conll, tmp_path):
     dataset = task.load_dataset("valid")
     item = dataset[0]
     names = ["O", "B-LOC", "B-PER", "I-LOC", "I-PER"]
-    expect = [IGNORE_INDEX] + [IGNORE_INDEX if t == "<pad>" else names.index(t) for t in labels[0].split()] + [IGNORE_INDEX]
+    expect = (
+        [IGNORE_INDEX] + [IGNORE_INDEX if t == "<pad>" else names.index(t) for t in labels[0].split()] + [IGNORE_INDEX]
+    )
     assert item["target"].tolist() == expect
     tokens = item["net_input.src_tokens"]
     assert tokens[0] == task.dictionary.bos() and tokens[-1] == task.dictionary.eos() and len(tokens) == len(expect)
@@ -147,15 +174,46 @@ def test_prepare_errors_name_the_line(tmp_path):
         prepare.main(["--train", str(tmp_path / "one.conll"), "--destdir", str(tmp_path / "out"), "--no-binarize"])
     (tmp_path / "valid.conll").write_text("w1 NN O\n\nw2 NN O\nw3 NN B-LOC\n")
     with pytest.raises(ValueError, match=r"valid\.conll:4: unknown label 'B-LOC'.*--labels"):
-        prepare.main(["--train", str(tmp_path / "train.conll"), "--valid", str(tmp_path / "valid.conll"), "--destdir", str(tmp_path / "out"), "--no-binarize"])
+        prepare.main(
+            [
+                "--train",
+                str(tmp_path / "train.conll"),
+                "--valid",
+                str(tmp_path / "valid.conll"),
+                "--destdir",
+                str(tmp_path / "out"),
+                "--no-binarize",
+            ]
+        )
     # naming the label set accepts it
-    prepare.main(["--train", str(tmp_path / "train.conll"), "--valid", str(tmp_path / "valid.conll"), "--destdir", str(tmp_path / "out"),
-                  "--no-binarize", "--labels", "O,B-PER,B-LOC"])
+    prepare.main(
+        [
+            "--train",
+            str(tmp_path / "train.conll"),
+            "--valid",
+            str(tmp_path / "valid.conll"),
+            "--destdir",
+            str(tmp_path / "out"),
+            "--no-binarize",
+            "--labels",
+            "O,B-PER,B-LOC",
+        ]
+    )
 
 
 def test_misaligned_binarized_labels_name_the_line(conll, tmp_path):
     root, _ = conll
-    prepare.main(["--train", str(root / "train.conll"), "--valid", str(root / "valid.conll"), "--destdir", str(tmp_path / "bin"), "--no-binarize"])
+    prepare.main(
+        [
+            "--train",
+            str(root / "train.conll"),
+            "--valid",
+            str(root / "valid.conll"),
+            "--destdir",
+            str(tmp_path / "bin"),
+            "--no-binarize",
+        ]
+    )
     text = tmp_path / "bin/text"
     lines = (text / "valid.label").read_text().splitlines()
     lines[2] += " O"  # one label too many on line 3
@@ -163,7 +221,12 @@ def test_misaligned_binarized_labels_name_the_line(conll, tmp_path):
     from mega_fairseq.data.binarize import preprocess_args, run
 
     for sub, name, srcdict in (("input0", "input0", None), ("label", "label", text / "label.dict.txt")):
-        run(preprocess_args({"train": text / f"train.{name}", "valid": text / f"valid.{name}"}, tmp_path / "bin" / sub, srcdict), False)
+        run(
+            preprocess_args(
+                {"train": text / f"train.{name}", "valid": text / f"valid.{name}"}, tmp_path / "bin" / sub, srcdict
+            ),
+            False,
+        )
     task = TokenClassificationTask.setup_task(TokenClassificationConfig(data=str(tmp_path / "bin"), no_shuffle=True))
     task.load_dataset("train")
     with pytest.raises(ValueError, match=r"label/valid vs input0/valid: line 3 has \d+ tokens but \d+ labels"):
@@ -177,14 +240,62 @@ def test_finetune_from_masked_lm_checkpoint(conll, mlm_checkpoint, tmp_path):
     root, _ = conll
     checkpoint, mlm_dict = mlm_checkpoint
     data = tmp_path / "bin"
-    prepare.main(["--train", str(root / "train.conll"), "--valid", str(root / "valid.conll"), "--destdir", str(data), "--srcdict", str(mlm_dict)])
+    prepare.main(
+        [
+            "--train",
+            str(root / "train.conll"),
+            "--valid",
+            str(root / "valid.conll"),
+            "--destdir",
+            str(data),
+            "--srcdict",
+            str(mlm_dict),
+        ]
+    )
     proc = fairseq_cli(
-        "fairseq-train", data, "--task", "mega_token_classification", "--criterion", "mega_token_classification", *MLM_MODEL,
-        "--user-dir", REPO / "user_dir", "--cpu", "--num-workers", "0", "--batch-size", "16", "--optimizer", "adam", "--lr", "3e-3",
-        "--max-update", "26", "--max-positions", "64", "--log-format", "json", "--log-interval", "5", "--seed", "1",
-        "--dropout", "0", "--pooler-dropout", "0", "--no-epoch-checkpoints", "--best-checkpoint-metric", "ent_f1",
-        "--maximize-best-checkpoint-metric", "--save-dir", tmp_path / "ckpt",
-        "--restore-file", checkpoint, "--reset-optimizer", "--reset-dataloader", "--reset-meters",
+        "fairseq-train",
+        data,
+        "--task",
+        "mega_token_classification",
+        "--criterion",
+        "mega_token_classification",
+        *MLM_MODEL,
+        "--user-dir",
+        REPO / "user_dir",
+        "--cpu",
+        "--num-workers",
+        "0",
+        "--batch-size",
+        "16",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "3e-3",
+        "--max-update",
+        "26",
+        "--max-positions",
+        "64",
+        "--log-format",
+        "json",
+        "--log-interval",
+        "5",
+        "--seed",
+        "1",
+        "--dropout",
+        "0",
+        "--pooler-dropout",
+        "0",
+        "--no-epoch-checkpoints",
+        "--best-checkpoint-metric",
+        "ent_f1",
+        "--maximize-best-checkpoint-metric",
+        "--save-dir",
+        tmp_path / "ckpt",
+        "--restore-file",
+        checkpoint,
+        "--reset-optimizer",
+        "--reset-dataloader",
+        "--reset-meters",
     )
     log = proc.stdout + proc.stderr
     assert f"Loaded checkpoint {checkpoint}" in log
@@ -195,4 +306,6 @@ def test_finetune_from_masked_lm_checkpoint(conll, mlm_checkpoint, tmp_path):
     assert float(valid[-1]["valid_ent_f1"]) > 50, valid[-1]
     state = torch.load(tmp_path / "ckpt/checkpoint_best.pt", map_location="cpu", weights_only=False)["model"]
     assert state["classification_heads.token_classification_head.classifier.weight"].shape[0] == 5
-    assert_exports_to_transformers(tmp_path / "ckpt/checkpoint_best.pt", data, "AutoModelForTokenClassification", tmp_path / "hf")
+    assert_exports_to_transformers(
+        tmp_path / "ckpt/checkpoint_best.pt", data, "AutoModelForTokenClassification", tmp_path / "hf"
+    )

@@ -1,4 +1,5 @@
 """The `mega` encoder-decoder with fairseq's translation task: incremental decoding, beam search, CLI, bad input."""
+
 import os
 import shutil
 
@@ -39,7 +40,19 @@ def parse(arch, **overrides):
     """The argparse namespace fairseq-train builds for `--arch arch` (the preset applied)."""
     from fairseq import options
 
-    argv = ["dummy", "--task", "translation", "--arch", arch, "--user-dir", str(REPO / "user_dir"), "-s", "en", "-t", "de"]
+    argv = [
+        "dummy",
+        "--task",
+        "translation",
+        "--arch",
+        arch,
+        "--user-dir",
+        str(REPO / "user_dir"),
+        "-s",
+        "en",
+        "-t",
+        "de",
+    ]
     for key, value in overrides.items():
         flag = "--" + key.replace("_", "-")
         argv += [flag] if value is True else [flag, str(value)]
@@ -55,10 +68,14 @@ def tiny(src_dict=None, tgt_dict=None, arch="mega_translation_tiny", **overrides
 
     src_dict = src_dict or toy_dictionary()
     tgt_dict = tgt_dict or src_dict
-    sizes = dict(encoder_embed_dim=16, encoder_hidden_dim=24, encoder_ffn_embed_dim=20, encoder_z_dim=8, encoder_n_dim=4)
+    sizes = dict(
+        encoder_embed_dim=16, encoder_hidden_dim=24, encoder_ffn_embed_dim=20, encoder_z_dim=8, encoder_n_dim=4
+    )
     sizes.update(overrides)
     args = parse(arch, **sizes)
-    model = MegaTranslationModel.build_model(MegaTranslationConfig.from_namespace(args), TranslationTask(args, src_dict, tgt_dict))
+    model = MegaTranslationModel.build_model(
+        MegaTranslationConfig.from_namespace(args), TranslationTask(args, src_dict, tgt_dict)
+    )
     return model.eval(), src_dict, tgt_dict
 
 
@@ -67,7 +84,12 @@ def batch(dictionary, lengths, seed=0, left_pad=True):
     gen = torch.Generator().manual_seed(seed)
     out = torch.full((len(lengths), max(lengths)), dictionary.pad())
     for i, n in enumerate(lengths):
-        row = torch.cat([torch.randint(dictionary.nspecial, len(dictionary), (n - 1,), generator=gen), torch.tensor([dictionary.eos()])])
+        row = torch.cat(
+            [
+                torch.randint(dictionary.nspecial, len(dictionary), (n - 1,), generator=gen),
+                torch.tensor([dictionary.eos()]),
+            ]
+        )
         if left_pad:
             out[i, out.size(1) - n :] = row
         else:
@@ -84,7 +106,9 @@ def close(a, b, tol=1e-5):
 
 
 VARIANTS = [
-    pytest.param(dict(attention_activation_fn=act, decoder_chunk_size=chunk, encoder_chunk_size=chunk), id=f"{act}-chunk{chunk}")
+    pytest.param(
+        dict(attention_activation_fn=act, decoder_chunk_size=chunk, encoder_chunk_size=chunk), id=f"{act}-chunk{chunk}"
+    )
     for act in ("softmax", "laplace", "relu2")
     for chunk in (-1, 3)
 ] + [pytest.param(dict(rel_pos_bias="simple", decoder_chunk_size=3), id="simple-bias")]
@@ -141,7 +165,11 @@ def test_reorder_incremental_state_reorders_every_cached_tensor():
             expected = value if key == "position" else value.index_select(0, order)
             assert torch.equal(after[key], expected), key
         # the next step continues the reordered sentences exactly
-        step, _ = model.decoder(prev[order][:, :7], encoder_out=model.encoder.reorder_encoder_out(encoder_out, order), incremental_state=state)
+        step, _ = model.decoder(
+            prev[order][:, :7],
+            encoder_out=model.encoder.reorder_encoder_out(encoder_out, order),
+            incremental_state=state,
+        )
         full, _ = model(src[order], lengths_of(src[order], d), prev[order])
     assert close(step[:, -1], full[:, 6])
 
@@ -162,10 +190,14 @@ def test_source_padding_does_not_change_a_translation(overrides, left_pad):
 
 
 def run_generator(generator, src, d):
-    return generator.generate([generator.model.single_model], {"net_input": {"src_tokens": src, "src_lengths": lengths_of(src, d)}})
+    return generator.generate(
+        [generator.model.single_model], {"net_input": {"src_tokens": src, "src_lengths": lengths_of(src, d)}}
+    )
 
 
-@pytest.mark.parametrize("overrides", [dict(decoder_chunk_size=3), dict(attention_activation_fn="laplace", decoder_chunk_size=-1)])
+@pytest.mark.parametrize(
+    "overrides", [dict(decoder_chunk_size=3), dict(attention_activation_fn="laplace", decoder_chunk_size=-1)]
+)
 def test_beam_search_is_the_same_with_and_without_incremental_state(overrides):
     model, d, _ = tiny(**overrides)
     randomize_(model, seed=8)
@@ -190,22 +222,57 @@ def test_beam_search_is_the_same_with_and_without_incremental_state(overrides):
 def test_presets():
     assert {"mega", "mega_wmt_en_de", "mega_wmt_en_de_big", "mega_translation_tiny"} <= set(ARCH_MODEL_REGISTRY)
     base = parse("mega_wmt_en_de")
-    assert (base.encoder_layers, base.encoder_embed_dim, base.encoder_hidden_dim, base.encoder_z_dim, base.encoder_n_dim) == (6, 512, 1024, 128, 16)
+    assert (
+        base.encoder_layers,
+        base.encoder_embed_dim,
+        base.encoder_hidden_dim,
+        base.encoder_z_dim,
+        base.encoder_n_dim,
+    ) == (6, 512, 1024, 128, 16)
     assert (base.decoder_embed_dim, base.decoder_hidden_dim, base.decoder_ffn_embed_dim) == (512, 1024, 1024)
-    assert (base.dropout, base.attention_dropout, base.hidden_dropout, base.rel_pos_bias, base.normalize_before) == (0.1, 0.1, 0.1, "simple", False)
+    assert (base.dropout, base.attention_dropout, base.hidden_dropout, base.rel_pos_bias, base.normalize_before) == (
+        0.1,
+        0.1,
+        0.1,
+        "simple",
+        False,
+    )
     big = parse("mega_wmt_en_de_big")
-    assert (big.decoder_embed_dim, big.decoder_hidden_dim, big.decoder_ffn_embed_dim, big.decoder_z_dim, big.dropout) == (1024, 2048, 2048, 256, 0.3)
+    assert (
+        big.decoder_embed_dim,
+        big.decoder_hidden_dim,
+        big.decoder_ffn_embed_dim,
+        big.decoder_z_dim,
+        big.dropout,
+    ) == (1024, 2048, 2048, 256, 0.3)
     assert parse("mega_wmt_en_de", encoder_embed_dim=256).decoder_embed_dim == 256  # the decoder follows the encoder
 
 
 def test_embedding_sharing():
     shared, _, _ = tiny()  # the tiny preset shares all embeddings
-    assert shared.encoder.embed_tokens.weight is shared.decoder.stack.embed_tokens.weight is shared.decoder.output_projection.weight
+    assert (
+        shared.encoder.embed_tokens.weight
+        is shared.decoder.stack.embed_tokens.weight
+        is shared.decoder.output_projection.weight
+    )
     src_dict, tgt_dict = toy_dictionary(20), toy_dictionary(28)
-    tied, _, _ = tiny(src_dict, tgt_dict, arch="mega", share_decoder_input_output_embed=True, encoder_layers=1, decoder_layers=1,
-                      decoder_embed_dim=16, decoder_hidden_dim=16, decoder_ffn_embed_dim=16, decoder_z_dim=8)
+    tied, _, _ = tiny(
+        src_dict,
+        tgt_dict,
+        arch="mega",
+        share_decoder_input_output_embed=True,
+        encoder_layers=1,
+        decoder_layers=1,
+        decoder_embed_dim=16,
+        decoder_hidden_dim=16,
+        decoder_ffn_embed_dim=16,
+        decoder_z_dim=8,
+    )
     assert tied.decoder.output_projection.weight is tied.decoder.stack.embed_tokens.weight
-    assert tied.encoder.embed_tokens.weight.shape == (len(src_dict), 16) and tied.decoder.output_projection.weight.shape == (len(tgt_dict), 16)
+    assert tied.encoder.embed_tokens.weight.shape == (
+        len(src_dict),
+        16,
+    ) and tied.decoder.output_projection.weight.shape == (len(tgt_dict), 16)
     with pytest.raises(ValueError, match="--share-all-embeddings needs one dictionary.*--joined-dictionary"):
         tiny(src_dict, tgt_dict)
     with pytest.raises(ValueError, match="--encoder-embed-dim \\(16\\) == --decoder-embed-dim \\(32\\)"):
@@ -216,7 +283,9 @@ def test_source_longer_than_supported():
     model, d, _ = tiny(max_source_positions=8)
     assert model.max_positions() == (8, 1024)
     src = batch(d, [9])
-    with pytest.raises(ValueError, match="source of 9 tokens is longer than this model supports \\(--max-source-positions 8\\)"):
+    with pytest.raises(
+        ValueError, match="source of 9 tokens is longer than this model supports \\(--max-source-positions 8\\)"
+    ):
         model(src, lengths_of(src, d), src[:, :2])
 
 
@@ -224,7 +293,9 @@ def test_checkpoint_dictionaries_must_match():
     model, d, _ = tiny()
     state = model.state_dict()
     bigger, _, _ = tiny(toy_dictionary(40))
-    with pytest.raises(ValueError, match="checkpoint's source dictionary has 28 symbols but the task's has 44.*--srcdict"):
+    with pytest.raises(
+        ValueError, match="checkpoint's source dictionary has 28 symbols but the task's has 44.*--srcdict"
+    ):
         bigger.load_state_dict(state)
     shuffled = Dictionary()
     for i in reversed(range(24)):
@@ -237,6 +308,7 @@ def test_checkpoint_dictionaries_must_match():
 
 
 # ---- the command-line tools on a toy task: translate w_i -> w_(i+1) in reverse order ----
+
 
 def write_toy_parallel(text_dir, counts=None, seed=0):
     text_dir.mkdir(parents=True, exist_ok=True)
@@ -252,16 +324,59 @@ def write_toy_parallel(text_dir, counts=None, seed=0):
 
 
 def preprocess(text_dir, dest, *extra):
-    fairseq_cli("fairseq-preprocess", "-s", "en", "-t", "de", "--trainpref", text_dir / "train", "--validpref", text_dir / "valid",
-                "--testpref", text_dir / "test", "--destdir", dest, "--joined-dictionary", *extra)
+    fairseq_cli(
+        "fairseq-preprocess",
+        "-s",
+        "en",
+        "-t",
+        "de",
+        "--trainpref",
+        text_dir / "train",
+        "--validpref",
+        text_dir / "valid",
+        "--testpref",
+        text_dir / "test",
+        "--destdir",
+        dest,
+        "--joined-dictionary",
+        *extra,
+    )
     return dest
 
 
 TRAIN_ARGS = [
-    "--task", "translation", "--user-dir", REPO / "user_dir", "--arch", "mega_translation_tiny", "--encoder-chunk-size", "4",
-    "--decoder-chunk-size", "4", "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1", "--optimizer", "adam",
-    "--lr", "5e-3", "--max-tokens", "1024", "--cpu", "--num-workers", "0", "--no-epoch-checkpoints", "--log-format", "simple",
-    "--log-interval", "10", "--seed", "1", "--dropout", "0.0",
+    "--task",
+    "translation",
+    "--user-dir",
+    REPO / "user_dir",
+    "--arch",
+    "mega_translation_tiny",
+    "--encoder-chunk-size",
+    "4",
+    "--decoder-chunk-size",
+    "4",
+    "--criterion",
+    "label_smoothed_cross_entropy",
+    "--label-smoothing",
+    "0.1",
+    "--optimizer",
+    "adam",
+    "--lr",
+    "5e-3",
+    "--max-tokens",
+    "1024",
+    "--cpu",
+    "--num-workers",
+    "0",
+    "--no-epoch-checkpoints",
+    "--log-format",
+    "simple",
+    "--log-interval",
+    "10",
+    "--seed",
+    "1",
+    "--dropout",
+    "0.0",
 ]
 
 
@@ -276,7 +391,11 @@ def trained(tmp_path_factory):
 
 def test_fairseq_train_loss_falls(trained):
     *_, log = trained
-    losses = [float(line.split("loss=")[1].split(",")[0]) for line in log.splitlines() if "train_inner" in line and "loss=" in line]
+    losses = [
+        float(line.split("loss=")[1].split(",")[0])
+        for line in log.splitlines()
+        if "train_inner" in line and "loss=" in line
+    ]
     assert len(losses) >= 3 and losses[-1] < 0.8 * losses[0], losses
 
 
@@ -284,8 +403,19 @@ def test_fairseq_generate_and_interactive(trained):
     root, data, checkpoint, _ = trained
     common = ["--user-dir", REPO / "user_dir", "--path", checkpoint, "--beam", "5", "--lenpen", "0.5", "--cpu"]
     # fairseq drops a last batch that is not a multiple of --required-batch-size-multiple (default 8)
-    gen = fairseq_cli("fairseq-generate", data, *common, "--gen-subset", "test", "--batch-size", "5", "--num-workers", "0",
-                      "--required-batch-size-multiple", "1")
+    gen = fairseq_cli(
+        "fairseq-generate",
+        data,
+        *common,
+        "--gen-subset",
+        "test",
+        "--batch-size",
+        "5",
+        "--num-workers",
+        "0",
+        "--required-batch-size-multiple",
+        "1",
+    )
     hypos = [line for line in gen.stdout.splitlines() if line.startswith("H-")]
     assert len(hypos) == 12 and "BLEU" in gen.stdout
     inter = fairseq_cli("fairseq-interactive", data, *common, "-s", "en", "-t", "de", input="w1 w2 w3\nw7 w5\n")
@@ -300,24 +430,58 @@ def test_generate_with_other_dictionaries_is_refused(trained, tmp_path):
     for lang in ("en", "de"):  # a joined dictionary with one more word
         with open(other / f"dict.{lang}.txt", "a") as f:
             f.write("novel 1\n")
-    proc = fairseq_cli("fairseq-generate", other, "--user-dir", REPO / "user_dir", "--path", checkpoint, "--gen-subset", "test",
-                       "--cpu", check=False)
+    proc = fairseq_cli(
+        "fairseq-generate",
+        other,
+        "--user-dir",
+        REPO / "user_dir",
+        "--path",
+        checkpoint,
+        "--gen-subset",
+        "test",
+        "--cpu",
+        check=False,
+    )
     assert proc.returncode != 0
-    assert "the checkpoint's source dictionary has 32 symbols but the task's has 33" in proc.stderr and "--srcdict" in proc.stderr
+    assert (
+        "the checkpoint's source dictionary has 32 symbols but the task's has 33" in proc.stderr
+        and "--srcdict" in proc.stderr
+    )
 
 
 def test_hydra_recipe_trains(trained, tmp_path):
     """configs/translation/mega_wmt16_en_de.yaml runs under fairseq-hydra-train, scaled down by overrides."""
     _, data, _, _ = trained
     small = [
-        "model.encoder_layers=1", "model.decoder_layers=1", "model.encoder_embed_dim=16", "model.decoder_embed_dim=16",
-        "model.encoder_hidden_dim=16", "model.decoder_hidden_dim=16", "model.encoder_ffn_embed_dim=16", "model.decoder_ffn_embed_dim=16",
-        "model.encoder_z_dim=8", "model.decoder_z_dim=8", "dataset.max_tokens=512", "optimization.max_update=2", "common.cpu=true",
-        "lr_scheduler.warmup_updates=1", "lr_scheduler.total_num_update=2", "task.max_source_positions=64", "task.max_target_positions=64",
+        "model.encoder_layers=1",
+        "model.decoder_layers=1",
+        "model.encoder_embed_dim=16",
+        "model.decoder_embed_dim=16",
+        "model.encoder_hidden_dim=16",
+        "model.decoder_hidden_dim=16",
+        "model.encoder_ffn_embed_dim=16",
+        "model.decoder_ffn_embed_dim=16",
+        "model.encoder_z_dim=8",
+        "model.decoder_z_dim=8",
+        "dataset.max_tokens=512",
+        "optimization.max_update=2",
+        "common.cpu=true",
+        "lr_scheduler.warmup_updates=1",
+        "lr_scheduler.total_num_update=2",
+        "task.max_source_positions=64",
+        "task.max_target_positions=64",
     ]
     proc = fairseq_cli(
-        "fairseq-hydra-train", "--config-dir", REPO / "configs/translation", "--config-name", "mega_wmt16_en_de", f"task.data={data}",
-        f"common.user_dir={REPO / 'user_dir'}", f"checkpoint.save_dir={tmp_path}", f"hydra.run.dir={tmp_path}", *small,
+        "fairseq-hydra-train",
+        "--config-dir",
+        REPO / "configs/translation",
+        "--config-name",
+        "mega_wmt16_en_de",
+        f"task.data={data}",
+        f"common.user_dir={REPO / 'user_dir'}",
+        f"checkpoint.save_dir={tmp_path}",
+        f"hydra.run.dir={tmp_path}",
+        *small,
     )
     assert (tmp_path / "checkpoint_last.pt").exists(), proc.stderr[-2000:]
     assert "bleu" in (proc.stdout + proc.stderr)
@@ -331,10 +495,21 @@ def test_prepare_wmt16_script_on_a_tiny_fake_raw_dir(tmp_path):
     raw = tmp_path / "raw"
     write_toy_parallel(raw, {"train": 300, "newstest2013": 10, "newstest2014": 10})
     env = dict(os.environ, VOCAB="24", WORKERS="1", PATH=f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}")
-    proc = subprocess.run(["bash", str(REPO / "scripts/prepare_wmt16_en_de.sh"), str(raw), str(tmp_path / "out")], env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["bash", str(REPO / "scripts/prepare_wmt16_en_de.sh"), str(raw), str(tmp_path / "out")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert all((tmp_path / "out" / f"{split}.en-de.{lang}.bin").exists() for split in ("train", "valid", "test") for lang in ("en", "de"))
-    missing = subprocess.run(["bash", str(REPO / "scripts/prepare_wmt16_en_de.sh"), str(tmp_path / "nothing"), str(tmp_path / "o2")],
-                             capture_output=True, text=True)
+    assert all(
+        (tmp_path / "out" / f"{split}.en-de.{lang}.bin").exists()
+        for split in ("train", "valid", "test")
+        for lang in ("en", "de")
+    )
+    missing = subprocess.run(
+        ["bash", str(REPO / "scripts/prepare_wmt16_en_de.sh"), str(tmp_path / "nothing"), str(tmp_path / "o2")],
+        capture_output=True,
+        text=True,
+    )
     assert missing.returncode != 0 and "missing or empty" in missing.stderr

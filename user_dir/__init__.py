@@ -6,6 +6,7 @@ MEGA architectures, tasks and criterions and applies the fairseq compatibility p
 Works whether or not ``mega_fairseq`` is pip-installed: if it is not importable, the
 repository root (this directory's parent) is put on ``sys.path`` first.
 """
+
 import importlib.util
 import os
 import sys

@@ -128,7 +128,8 @@ def move_into(tmp: Path, out: Path):
 
 # ---------------------------------------------------------------- probe inputs
 def probe_tokens(cfg, dictionary, batch: int = 2) -> torch.Tensor:
-    """(batch, T) random ids spanning two chunks (or T = 32 tokens); an encoder's probe is a sentence pair `<s> A </s> B`."""
+    """(batch, T) random ids spanning two chunks (or T = 32 tokens); an encoder's probe is a sentence pair
+    `<s> A </s> B`."""
     length = 2 * cfg.chunk_size if cfg.chunked else min(32, cfg.max_positions)
     gen = torch.Generator().manual_seed(0)
     tokens = torch.randint(dictionary.nspecial, len(dictionary), (batch, length), generator=gen)

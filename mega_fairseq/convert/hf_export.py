@@ -58,7 +58,8 @@ def model_card(target: Target, cfg, config, checkpoint: str, max_diff: float, to
         )
     if cfg.chunked:
         notes.append(
-            f"Chunked (chunk {cfg.chunk_size}): transformers needs inputs whose length is <= the chunk or a multiple of it"
+            f"Chunked (chunk {cfg.chunk_size}): transformers needs inputs whose length is <= the chunk or a multiple "
+            "of it"
             + (
                 ", and its chunked incremental decoding crashes; decode with fairseq (mega_fairseq) instead."
                 if cfg.causal
@@ -75,7 +76,8 @@ def model_card(target: Target, cfg, config, checkpoint: str, max_diff: float, to
     return (
         f"# Mega ({target.hf_class}) exported from fairseq\n\n"
         f"Exported by `mega-export-hf` from `{checkpoint}`. Load with `transformers==4.57.6`:\n\n"
-        f"```python\nfrom transformers import AutoConfig, {target.hf_class}\nmodel = {target.hf_class}.from_pretrained(OUT_DIR)\n```\n\n"
+        f"```python\nfrom transformers import AutoConfig, {target.hf_class}\nmodel = "
+        f"{target.hf_class}.from_pretrained(OUT_DIR)\n```\n\n"
         f"Verified after export: max |output difference| {max_diff:.2e} against the fairseq model on a probe batch.\n"
         "`dict.txt` is the fairseq dictionary (ids = rows of the embedding); `mega-import-hf` reads it back.\n\n"
         + "".join(f"- {n}\n" for n in notes)
@@ -159,7 +161,8 @@ def export(
             )
             if summary["spm_pieces_left_out"]:
                 tokenizer_note += (
-                    f" {summary['spm_pieces_left_out']} sentencepiece pieces are not in the dictionary and were left out "
+                    f" {summary['spm_pieces_left_out']} sentencepiece pieces are not in the dictionary and were left "
+                    "out "
                     "(fairseq maps them to <unk>; the tokenizer segments around them)."
                 )
         max_diff = float("nan")
@@ -174,7 +177,8 @@ def export(
             tolerance = TOLERANCE if dtype == "float32" else 1e-2 * max(1.0, scale)
             if not max_diff <= tolerance:
                 raise ConversionError(
-                    f"verification failed: transformers' outputs differ by {max_diff:.3g} (> {tolerance:g}); nothing written"
+                    f"verification failed: transformers' outputs differ by {max_diff:.3g} (> {tolerance:g}); nothing "
+                    "written"
                 )
         (tmp / "README.md").write_text(
             model_card(target, cfg, config, checkpoint, max_diff, tokenizer_note), encoding="utf-8"

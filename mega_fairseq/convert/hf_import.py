@@ -8,8 +8,8 @@ with `torch.load(weights_only=True)`), rebuilds the matching fairseq model (Mega
 under its task's default name; EncoderDecoderModel of Mega models -> `mega`), loads the
 converted weights with every key accounted for, compares the fairseq model's outputs with
 transformers' on a probe batch (<= 1e-4), and writes OUT_CHECKPOINT with `dict.txt` (a
-translation model: `dict.src.txt`, `dict.tgt.txt`) beside it.  The dictionary is the export's `dict.txt` when present, else the
-tokenizer's vocabulary, else placeholder symbols.  The checkpoint works with
+translation model: `dict.src.txt`, `dict.tgt.txt`) beside it.  The dictionary is the export's `dict.txt`
+when present, else the tokenizer's vocabulary, else placeholder symbols.  The checkpoint works with
 `fairseq-train --restore-file`, `fairseq-generate` and `fairseq-eval-lm` (pass your data-bin
 directory as usual; its dictionary must have the same size).  Nothing is written on failure.
 """
@@ -101,7 +101,8 @@ def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "
         special_ids = hf_config
     else:
         raise ConversionError(
-            f"{source}/config.json describes model_type {model_type!r}, not 'mega' (or an encoder-decoder of Mega models)"
+            f"{source}/config.json describes model_type {model_type!r}, not 'mega' (or an encoder-decoder of Mega "
+            "models)"
         )
     if hf_class is None:
         raise ConversionError(
@@ -114,7 +115,8 @@ def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "
         raise ConversionError(f"cannot import {hf_class}: {err}") from err
     if (special_ids.pad_token_id, special_ids.bos_token_id, special_ids.eos_token_id) != (1, 0, 2):
         raise ConversionError(
-            f"special ids pad={special_ids.pad_token_id} bos={special_ids.bos_token_id} eos={special_ids.eos_token_id}: "
+            f"special ids pad={special_ids.pad_token_id} bos={special_ids.bos_token_id} "
+            f"eos={special_ids.eos_token_id}: "
             "fairseq dictionaries use <s>=0, <pad>=1, </s>=2, <unk>=3"
         )
     hf_state = read_hf_weights(source)
@@ -152,7 +154,8 @@ def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "
                 raise ConversionError(f"verification failed: {err}") from err
             if not max_diff <= TOLERANCE:
                 raise ConversionError(
-                    f"verification failed: the fairseq model's outputs differ from transformers' by {max_diff:.3g}; nothing written"
+                    f"verification failed: the fairseq model's outputs differ from transformers' by {max_diff:.3g}; "
+                    "nothing written"
                 )
         cfg.task.data = str(out.parent.resolve())
         weights = {k: (v.to(DTYPES[dtype]) if v.is_floating_point() else v) for k, v in model.state_dict().items()}

@@ -197,7 +197,8 @@ def _check_input_dim(args, embed_default: int = 512):
     embed, given = _get(args, "decoder_embed_dim", embed_default), _get(args, "decoder_input_dim", None)
     if given is not None and given != embed:
         raise ConversionError(
-            f"--decoder-input-dim {given} != --decoder-embed-dim {embed}: the fork's project_in_dim layer has no counterpart here"
+            f"--decoder-input-dim {given} != --decoder-embed-dim {embed}: the fork's project_in_dim layer has no "
+            "counterpart here"
         )
 
 
@@ -248,7 +249,8 @@ def translation_options(args) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     options.update(decoder)
     if (options["encoder_ffn_embed_dim"] > 0) != (options["decoder_ffn_embed_dim"] > 0):
         raise ConversionError(
-            "a normalized FFN on one side only (--encoder/decoder-ffn-embed-dim 0): our `mega` model has one --no-nffn switch"
+            "a normalized FFN on one side only (--encoder/decoder-ffn-embed-dim 0): our `mega` model has one --no-nffn "
+            "switch"
         )
     options.update(
         no_nffn=options["encoder_ffn_embed_dim"] <= 0,
@@ -273,7 +275,8 @@ def translation_options(args) -> Tuple[Dict[str, Any], Dict[str, Any]]:
 def lra_options(args) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     if _get(args, "layer_type", "mega") != "mega":
         raise ConversionError(
-            f"--layer-type {args.layer_type}: only the fork's Mega LRA models are imported (not its transformer/luna/lstm/flash baselines)"
+            f"--layer-type {args.layer_type}: only the fork's Mega LRA models are imported (not its "
+            "transformer/luna/lstm/flash baselines)"
         )
     if _get(args, "use_p", False):
         raise ConversionError("--use-p: the fork's luna-only sentence representation has no counterpart here")
@@ -298,7 +301,8 @@ def lra_options(args) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     in_dim = _get(args, "classifier_in_dim", embed)
     if in_dim not in (embed, 2 * embed):
         raise ConversionError(
-            f"--classifier-in-dim {in_dim}: expected the model width {embed} (one input) or {2 * embed} (retrieval pairs)"
+            f"--classifier-in-dim {in_dim}: expected the model width {embed} (one input) or {2 * embed} (retrieval "
+            "pairs)"
         )
     task = {}
     if _get(args, "pixel_normalization") is not None:
@@ -333,7 +337,8 @@ def read_original(path: str) -> Tuple[argparse.Namespace, Dict[str, torch.Tensor
 
 
 def _ema_first_backward_tap(state: Dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
-    """k2[d, 0] = sum_n gamma * sqrt(1/N) * p * beta over the backward rows D..2D-1 of a bidirectional EMA (v2: p = sigmoid(alpha))."""
+    """k2[d, 0] = sum_n gamma * sqrt(1/N) * p * beta over the backward rows D..2D-1 of a bidirectional EMA
+    (v2: p = sigmoid(alpha))."""
     p = torch.sigmoid(state[prefix + "damping_factor"].double())
     beta = state[prefix + "ema_expansion_matrix"].double()
     gamma = state[prefix + "kernel_projection_matrix"].double()
@@ -358,7 +363,8 @@ def convert_state(
             value = recenter_simple_bias(value, expected[ours].numel())
         if value.shape != expected[ours].shape:
             shapes.append(
-                f"{key}: {tuple(value.shape)}, but the model its args describe has {tuple(expected[ours].shape)} (as {ours})"
+                f"{key}: {tuple(value.shape)}, but the model its args describe has {tuple(expected[ours].shape)} (as "
+                f"{ours})"
             )
             continue
         state[ours] = value.to(expected[ours].dtype) if value.is_floating_point() else value
@@ -450,13 +456,15 @@ def import_original(
         kind, our_arch = ours[model_name], arch
         if model_kind_or_none(original_arch) not in (None, kind):
             raise ConversionError(
-                f"--arch {arch} belongs to our {model_name!r} model, but the checkpoint's arch {original_arch!r} is not one"
+                f"--arch {arch} belongs to our {model_name!r} model, but the checkpoint's arch {original_arch!r} is "
+                "not one"
             )
     options, task_options = OPTIONS[kind](args)
     if kind == "lra":
         if data is None:
             raise ConversionError(
-                "an LRA checkpoint needs --data: the LRA data directory it was trained on (src-bin/dict.txt, label-bin/)"
+                "an LRA checkpoint needs --data: the LRA data directory it was trained on (src-bin/dict.txt, "
+                "label-bin/)"
             )
         task_name = _get(args, "task", "lra-text" if _get(args, "input_type", "text") == "text" else "lra-image")
     else:

@@ -54,13 +54,15 @@ def stack_problems(stack: MegaStack, decoder: bool, preset: Optional[str]) -> Li
         problems.append("adaptive input embeddings cannot be expressed by HF Mega")
     if cfg.normalization_type == "rmsnorm":
         problems.append(
-            "HF's MegaRMSNorm does not normalize (a known transformers bug), so an rmsnorm model would compute differently"
+            "HF's MegaRMSNorm does not normalize (a known transformers bug), so an rmsnorm model would compute "
+            "differently"
         )
     if cfg.norm_eps != 1e-5:
         problems.append(f"norm epsilon {cfg.norm_eps} (HF Mega fixes 1e-5)")
     if decoder and cfg.truncation is not None:
         problems.append(
-            "--truncation-length: HF's decoder ignores truncation when use_cache=True (its default); train without truncation"
+            "--truncation-length: HF's decoder ignores truncation when use_cache=True (its default); train without "
+            "truncation"
         )
     return problems
 
@@ -69,7 +71,8 @@ def layer_options_from_hf(hf_config) -> Dict[str, Any]:
     """`MegaLayerOptions` values describing HF's layer settings; ValueError where there is none."""
     if hf_config.normalize_before_ffn != hf_config.normalize_before_mega:
         raise ValueError(
-            f"normalize_before_ffn={hf_config.normalize_before_ffn} differs from normalize_before_mega={hf_config.normalize_before_mega}; "
+            f"normalize_before_ffn={hf_config.normalize_before_ffn} differs from "
+            f"normalize_before_mega={hf_config.normalize_before_mega}; "
             "fairseq Mega models use one --normalize-before for both"
         )
     if hf_config.normalization_type == "rmsnorm":
@@ -205,7 +208,8 @@ class CausalLMTarget(Target):
             problems.append("token-type embeddings: mega_lm has none (add_token_type_embeddings=False)")
         if getattr(hf_config, "add_lm_hidden_dense_layer", False):
             problems.append(
-                "add_lm_hidden_dense_layer=True (MegaConfig's default): mega_lm's output layer has no dense+tanh before the projection"
+                "add_lm_hidden_dense_layer=True (MegaConfig's default): mega_lm's output layer has no dense+tanh "
+                "before the projection"
             )
         if not hf_config.is_decoder or hf_config.bidirectional:
             problems.append("a MegaForCausalLM import needs is_decoder=True and bidirectional=False (a causal model)")
@@ -363,7 +367,8 @@ class EncoderHeadTarget(MaskedLMTarget):
 
 
 class TranslationTarget(Target):
-    """`mega` (translation) <-> `EncoderDecoderModel` of a Mega encoder and a Mega causal decoder with cross-attention."""
+    """`mega` (translation) <-> `EncoderDecoderModel` of a Mega encoder and a Mega causal decoder with
+    cross-attention."""
 
     hf_class = "EncoderDecoderModel"
     fairseq_task = "translation"

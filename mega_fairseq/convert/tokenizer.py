@@ -96,7 +96,8 @@ def save_tokenizer(spm_path: str, dictionary, out_dir: str, model_max_length: in
     missing = [s for s in not_pieces if not s.startswith("madeupword")]
     if len(missing) > len(real_symbols) // 2:
         raise ConversionError(
-            f"{len(missing)} of {len(real_symbols)} dictionary symbols (e.g. {missing[:5]}) are not pieces of {spm_path}: "
+            f"{len(missing)} of {len(real_symbols)} dictionary symbols (e.g. {missing[:5]}) are not pieces of "
+            f"{spm_path}: "
             "pass the sentencepiece model the data was encoded with"
         )
     with tempfile.TemporaryDirectory() as tmp:

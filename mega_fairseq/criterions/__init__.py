@@ -7,4 +7,5 @@
 Importing this package (or any module in it) loads `mega_fairseq.plugin`, which registers every
 model, task and criterion; a new criterion module is added to its ``REGISTERING_MODULES``.
 """
+
 from .. import plugin  # noqa: F401

@@ -8,6 +8,7 @@ when the label file has the text, else exact match / F1 of token positions.  Log
 `f1` (percent, averaged over the examples with a gold answer); select checkpoints with
 ``--best-checkpoint-metric f1 --maximize-best-checkpoint-metric``.
 """
+
 import math
 from dataclasses import dataclass
 
@@ -35,7 +36,9 @@ class ExtractiveQACriterion(FairseqCriterion):
     def forward(self, model, sample, reduce=True):
         start, end = span_logits(model, sample, self.head_name, self.task.source_dictionary.pad())
         target = sample["target"]
-        loss = (F.cross_entropy(start, target[:, 0], reduction="sum") + F.cross_entropy(end, target[:, 1], reduction="sum")) / 2
+        loss = (
+            F.cross_entropy(start, target[:, 0], reduction="sum") + F.cross_entropy(end, target[:, 1], reduction="sum")
+        ) / 2
         n_windows = target.size(0)
         logging_output = {
             "loss": loss.data,

@@ -5,6 +5,7 @@ The model maps ``sample["net_input"]`` to logits (B, C); the target is one class
 `--sentence-avg`; the sample size here is always the number of examples).  Logs `loss` (base 2,
 per example) and `accuracy` (percent of examples whose argmax is the target).
 """
+
 import math
 from dataclasses import dataclass
 
@@ -25,11 +26,17 @@ class LRACrossEntropyCriterion(FairseqCriterion):
         logits = model(**sample["net_input"])
         target = sample["target"].view(-1)
         if logits.dim() != 2 or logits.size(0) != target.numel():
-            raise ValueError(f"lra_cross_entropy expects logits (batch, classes) for {target.numel()} targets, got {tuple(logits.shape)}")
+            raise ValueError(
+                f"lra_cross_entropy expects logits (batch, classes) for {target.numel()} targets, got "
+                f"{tuple(logits.shape)}"
+            )
         num_classes = logits.size(1)
         if target.numel() and (int(target.min()) < 0 or int(target.max()) >= num_classes):
             bad = target[(target < 0) | (target >= num_classes)][0].item()
-            raise ValueError(f"label {bad} is outside the model's {num_classes} classes: set --sentence-class-num to the number of classes")
+            raise ValueError(
+                f"label {bad} is outside the model's {num_classes} classes: set --sentence-class-num to the number of "
+                "classes"
+            )
         lprobs = F.log_softmax(logits.float(), dim=-1)
         loss = F.nll_loss(lprobs, target, reduction="sum" if reduce else "none")
         ncorrect = (lprobs.argmax(dim=-1) == target).sum()
@@ -55,4 +62,3 @@ class LRACrossEntropyCriterion(FairseqCriterion):
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:
         return True
-

@@ -7,6 +7,7 @@ the label dictionary, entity-level `ent_p`, `ent_r`, `ent_f1` (conlleval semanti
 whole validation set; `mega_fairseq.metrics.bio`).  Select checkpoints with
 ``--best-checkpoint-metric ent_f1 --maximize-best-checkpoint-metric``.
 """
+
 import math
 from dataclasses import dataclass
 
@@ -72,7 +73,10 @@ class TokenClassificationCriterion(FairseqCriterion):
 
             def score(index):
                 return lambda meters: round(
-                    precision_recall_f1(meters["_ent_correct"].sum, meters["_ent_gold"].sum, meters["_ent_pred"].sum)[index], 2
+                    precision_recall_f1(meters["_ent_correct"].sum, meters["_ent_gold"].sum, meters["_ent_pred"].sum)[
+                        index
+                    ],
+                    2,
                 )
 
             metrics.log_derived("ent_p", score(0))

@@ -1,10 +1,13 @@
 """Running fairseq-preprocess from the data scripts (one text file set -> one data-bin subfolder)."""
+
 import shlex
 from pathlib import Path
 from typing import Dict, List, Optional
 
 
-def preprocess_args(files: Dict[str, Path], destdir: Path, srcdict: Optional[Path] = None, workers: int = 1) -> List[str]:
+def preprocess_args(
+    files: Dict[str, Path], destdir: Path, srcdict: Optional[Path] = None, workers: int = 1
+) -> List[str]:
     """fairseq-preprocess arguments binarizing `files` ({split: text file}) into `destdir`."""
     args = ["--only-source", "--destdir", str(destdir), "--workers", str(workers)]
     flags = {"train": "--trainpref", "valid": "--validpref", "test": "--testpref"}

@@ -6,6 +6,7 @@ This module holds what is the same in all of them: the split/tokenizer/dictionar
 (`build_parser`), the splits that were given (`given_splits`), and the ``error: ...`` exit on a
 ValueError from bad input (`run_main`).
 """
+
 import argparse
 from pathlib import Path
 from typing import Callable, Dict, Optional

@@ -7,6 +7,7 @@ padding at -inf; `predict_spans` picks, for every example, the best span over al
 `score_prediction` scores one predicted span against the gold answers (SQuAD text exact match / F1
 when the label record has the answer text, else token-span exact match / F1).
 """
+
 from typing import Optional, Tuple
 
 from ..metrics.squad import exact_match, span_exact_match, span_f1, token_f1

@@ -11,6 +11,7 @@ the window, else (0, 0), the `<s>` position (BERT's convention for windows witho
 Prediction: in every window the best (start, end) over context positions with start <= end and
 end - start < max_answer_len by start logit + end logit; across windows the highest score wins.
 """
+
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -87,7 +88,8 @@ class QAWindowDataset(FairseqDataset):
         super().__init__()
         if len(questions) != len(contexts) or len(questions) != len(answers):
             raise ValueError(
-                f"questions ({len(questions)}), contexts ({len(contexts)}) and answer lines ({len(answers)}) differ in number"
+                f"questions ({len(questions)}), contexts ({len(contexts)}) and answer lines ({len(answers)}) differ in "
+                "number"
             )
         self.questions, self.contexts, self.answers = questions, contexts, answers
         self.meta = meta
@@ -114,8 +116,12 @@ class QAWindowDataset(FairseqDataset):
         window_sizes = np.array([q + n + 4 for _, q, _, n in self.windows], dtype=np.int64)
         if by_example:
             counts = np.diff(self.first_window)
-            self.sizes = np.maximum.reduceat(window_sizes, self.first_window[:-1]) if len(window_sizes) else window_sizes
-            self._num_tokens = np.add.reduceat(window_sizes, self.first_window[:-1]) if len(window_sizes) else window_sizes
+            self.sizes = (
+                np.maximum.reduceat(window_sizes, self.first_window[:-1]) if len(window_sizes) else window_sizes
+            )
+            self._num_tokens = (
+                np.add.reduceat(window_sizes, self.first_window[:-1]) if len(window_sizes) else window_sizes
+            )
             assert len(self.sizes) == len(counts)
         else:
             self.sizes = window_sizes

@@ -5,6 +5,7 @@ sentencepiece pieces (encoded word by word, so a piece never spans two words).  
 offsets are exact when the pieces spell the word (sentencepiece's normalization changed nothing);
 otherwise every piece of that word gets the whole word's span.
 """
+
 import re
 from typing import List, Optional, Tuple
 

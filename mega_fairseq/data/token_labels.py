@@ -5,6 +5,7 @@ per input token; the symbol `<pad>` marks tokens that are not scored (the non-fi
 word).  Each item becomes ``[IGNORE] + class ids + [IGNORE]`` (IGNORE = -100 for `<s>` and `</s>`
 and for `<pad>` labels), where a class id is the label's index minus the dictionary's specials.
 """
+
 import numpy as np
 import torch
 from fairseq.data import BaseWrapperDataset, Dictionary

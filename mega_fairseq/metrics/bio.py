@@ -7,6 +7,7 @@ without its ``B``); it ends before ``O``, ``B-*``, ``S-*``, a tag of another typ
 type over exactly the same positions.  Tags without a ``B-``/``I-``/``E-``/``S-`` prefix (other
 than ``O``) are treated as ``I-`` tags of that type, as conlleval does.
 """
+
 from typing import List, Sequence, Set, Tuple
 
 Chunk = Tuple[str, int, int]  # (type, first position, last position), inclusive
@@ -27,9 +28,7 @@ def extract_chunks(tags: Sequence[str]) -> List[Chunk]:
     prev_prefix, prev_kind = "O", ""
     for i, tag in enumerate(tags):
         prefix, kind_i = _split(tag)
-        ends = start is not None and (
-            prefix in ("O", "B", "S") or kind_i != prev_kind or prev_prefix in ("E", "S")
-        )
+        ends = start is not None and (prefix in ("O", "B", "S") or kind_i != prev_kind or prev_prefix in ("E", "S"))
         if ends:
             chunks.append((kind, start, i - 1))
             start = None

@@ -6,6 +6,7 @@ several gold answers take the maximum.  When answer text is not available, `span
 `span_f1` score token spans instead: exact match of (start, end), and F1 of the overlap of the
 token positions.
 """
+
 import re
 import string
 from collections import Counter

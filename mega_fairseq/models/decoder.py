@@ -13,6 +13,7 @@ Decoding is incremental: each layer keeps its EMA state (B, D, N) and the keys/v
 the context is.  The states live in fairseq's `incremental_state` under "mega_state", flattened to
 {"<layer>.<name>": tensor, "position": tokens seen}.
 """
+
 from typing import Dict, List, Optional, Sequence
 
 import torch

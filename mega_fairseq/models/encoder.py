@@ -10,6 +10,7 @@ Output follows fairseq's encoder contract (time-first tensors in lists), so fair
 `SequenceGenerator` and the `translation` task can use it unchanged:
 ``{"encoder_out": [T x B x D], "encoder_padding_mask": [B x T], "encoder_states": [...], ...}``.
 """
+
 from typing import Dict, List, Optional
 
 import torch
@@ -88,10 +89,17 @@ class MegaEncoder(FairseqEncoder):
         padding_mask = src_tokens.eq(self.dictionary.pad())
         order = right_align_order(padding_mask) if self.stack.cfg.chunked else None
         if order is None:
-            x, _, hiddens = self.stack(src_tokens, padding_mask, token_types=token_types, return_all_hiddens=return_all_hiddens)
+            x, _, hiddens = self.stack(
+                src_tokens, padding_mask, token_types=token_types, return_all_hiddens=return_all_hiddens
+            )
         else:  # Mega-chunk windows start at position 0: run every row right-padded, then restore positions
             types = None if token_types is None else token_types.gather(1, order)
-            x, _, hiddens = self.stack(src_tokens.gather(1, order), padding_mask.gather(1, order), token_types=types, return_all_hiddens=return_all_hiddens)
+            x, _, hiddens = self.stack(
+                src_tokens.gather(1, order),
+                padding_mask.gather(1, order),
+                token_types=types,
+                return_all_hiddens=return_all_hiddens,
+            )
             inverse = order.argsort(dim=1).unsqueeze(-1)
             x, *hiddens = [h.gather(1, inverse.expand_as(h)) for h in [x, *hiddens]]
         return {

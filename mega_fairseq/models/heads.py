@@ -7,7 +7,7 @@
 | `SequenceClassificationHead` | `MegaForSequenceClassification` (`MegaClassificationHead`) | (B, num_classes) |
 | `MultipleChoiceHead` | `MegaForMultipleChoice` (pooler -> dropout -> Linear(D, 1)) | (B, 1): one choice's score |
 | `TokenClassificationHead` | `MegaForTokenClassification` (dropout -> Linear(D, L)) | (B, T, L) |
-| `QuestionAnsweringHead` | `MegaForQuestionAnswering` (`qa_outputs` Linear(D, 2)) | (B, T, 2): [..., 0] start, [..., 1] end |
+| `QuestionAnsweringHead` | `MegaForQuestionAnswering` (`qa_outputs` Linear(D, 2)) | (B, T, 2): start, end |
 
 Every head but the LM head is called as ``head(features, padding_mask)`` with features
 (B, T, D) and padding_mask (B, T) bool (True at padding) or None.  Sentence-level heads read
@@ -21,6 +21,7 @@ name its task uses.  The model, the HF exporter and the HF importer read it; a n
 module class plus one entry.  The kind is recoverable from parameter names alone
 (`head_spec_from_state_dict`), which is how checkpoints restore their heads.
 """
+
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple, Type, Union
 
@@ -33,7 +34,13 @@ POOLER_ACTIVATIONS = ("tanh", "relu", "gelu", "silu", "linear")
 def _activation(name: str):
     if name not in POOLER_ACTIVATIONS:
         raise ValueError(f"unknown pooler activation {name!r}; choose one of {', '.join(POOLER_ACTIVATIONS)}")
-    return {"tanh": torch.tanh, "relu": torch.relu, "gelu": nn.functional.gelu, "silu": nn.functional.silu, "linear": lambda x: x}[name]
+    return {
+        "tanh": torch.tanh,
+        "relu": torch.relu,
+        "gelu": nn.functional.gelu,
+        "silu": nn.functional.silu,
+        "linear": lambda x: x,
+    }[name]
 
 
 def first_token(features: Tensor, padding_mask: Optional[Tensor]) -> Tensor:
@@ -47,7 +54,9 @@ def first_token(features: Tensor, padding_mask: Optional[Tensor]) -> Tensor:
 class MaskedLMHead(nn.Module):
     """[dense -> tanh] -> out_proj (Linear(D, V) with bias); `weight` ties out_proj to the token embeddings."""
 
-    def __init__(self, embed_dim: int, vocab_size: int, hidden_dense: bool = True, weight: Optional[nn.Parameter] = None):
+    def __init__(
+        self, embed_dim: int, vocab_size: int, hidden_dense: bool = True, weight: Optional[nn.Parameter] = None
+    ):
         super().__init__()
         self.dense = nn.Linear(embed_dim, embed_dim) if hidden_dense else None
         self.out_proj = nn.Linear(embed_dim, vocab_size)
@@ -84,7 +93,14 @@ class MegaPooler(nn.Module):
 class SequenceClassificationHead(nn.Module):
     """dropout -> dense -> activation -> dropout -> out_proj on the first token: (B, T, D) -> (B, num_classes)."""
 
-    def __init__(self, embed_dim: int, num_classes: int, inner_dim: Optional[int] = None, dropout: float = 0.0, activation_fn: str = "tanh"):
+    def __init__(
+        self,
+        embed_dim: int,
+        num_classes: int,
+        inner_dim: Optional[int] = None,
+        dropout: float = 0.0,
+        activation_fn: str = "tanh",
+    ):
         super().__init__()
         inner_dim = inner_dim or embed_dim
         self.dropout = nn.Dropout(dropout)
@@ -211,13 +227,20 @@ _HEAD_KINDS = [
         name="classification",  # num_classes=1: regression (fairseq's --regression-target)
         module=SequenceClassificationHead,
         build=lambda D, dropout, act, num_classes=None, inner_dim=None: SequenceClassificationHead(
-            D, _positive(num_classes, "num_classes", "classes (1 for regression)"), inner_dim or D, dropout, act),
+            D, _positive(num_classes, "num_classes", "classes (1 for regression)"), inner_dim or D, dropout, act
+        ),
         sizes=lambda head: {"num_classes": head.out_proj.out_features, "inner_dim": head.dense.out_features},
         sizes_from_params=lambda p: {
-            "num_classes": p["out_proj.weight"].size(0), "inner_dim": p["dense.weight"].size(0)},
+            "num_classes": p["out_proj.weight"].size(0),
+            "inner_dim": p["dense.weight"].size(0),
+        },
         hf_class="MegaForSequenceClassification",
-        hf_keys=(("dense.weight", "classifier.dense.weight"), ("dense.bias", "classifier.dense.bias"),
-                 ("out_proj.weight", "classifier.out_proj.weight"), ("out_proj.bias", "classifier.out_proj.bias")),
+        hf_keys=(
+            ("dense.weight", "classifier.dense.weight"),
+            ("dense.bias", "classifier.dense.bias"),
+            ("out_proj.weight", "classifier.out_proj.weight"),
+            ("out_proj.bias", "classifier.out_proj.bias"),
+        ),
         default_name="sentence_classification_head",  # sentence_prediction
         num_labels="num_classes",
         hf_tanh=True,
@@ -231,8 +254,12 @@ _HEAD_KINDS = [
         sizes=lambda head: {},
         sizes_from_params=lambda p: {},
         hf_class="MegaForMultipleChoice",
-        hf_keys=(("pooler.dense.weight", "mega.pooler.dense.weight"), ("pooler.dense.bias", "mega.pooler.dense.bias"),
-                 ("classifier.weight", "classifier.weight"), ("classifier.bias", "classifier.bias")),
+        hf_keys=(
+            ("pooler.dense.weight", "mega.pooler.dense.weight"),
+            ("pooler.dense.bias", "mega.pooler.dense.bias"),
+            ("classifier.weight", "classifier.weight"),
+            ("classifier.bias", "classifier.bias"),
+        ),
         default_name="sentence_classification_head",  # sentence_ranking
         hf_choices=True,
         hf_tanh=True,
@@ -241,7 +268,8 @@ _HEAD_KINDS = [
         name="token_classification",
         module=TokenClassificationHead,
         build=lambda D, dropout, act, num_labels=None: TokenClassificationHead(
-            D, _positive(num_labels, "num_labels"), dropout),
+            D, _positive(num_labels, "num_labels"), dropout
+        ),
         sizes=lambda head: {"num_labels": head.classifier.out_features},
         sizes_from_params=lambda p: {"num_labels": p["classifier.weight"].size(0)},
         hf_class="MegaForTokenClassification",

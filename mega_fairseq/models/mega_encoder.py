@@ -19,6 +19,7 @@ num_classes=1)` and runs the model once per choice; a model built for that task 
 head a `MultipleChoiceHead` (HF `MegaForMultipleChoice`).  Elsewhere `num_classes=1` is a
 regression `SequenceClassificationHead`; `head_type=` chooses explicitly.
 """
+
 import logging
 from dataclasses import field
 from typing import Optional
@@ -39,18 +40,35 @@ logger = logging.getLogger(__name__)
 
 @model_config("mega_encoder")  # defaults: transformers' MegaConfig(), pre-norm and rotary bias in the presets
 class MegaEncoderConfig(MegaLayerOptions, MegaEncoderSizes):
-    max_positions: int = field(default=2048, metadata={"help": "longest input with a simple relative bias and no chunking (rotary or chunked: any length)"})
+    max_positions: int = field(
+        default=2048,
+        metadata={"help": "longest input with a simple relative bias and no chunking (rotary or chunked: any length)"},
+    )
     add_token_type_embeddings: bool = field(default=False, metadata={"help": "add segment (token type) embeddings"})
     type_vocab_size: int = field(default=2, metadata={"help": "number of token types with --add-token-type-embeddings"})
-    zero_token_types: bool = field(default=False, metadata={"help": "when no token_types are given, use type 0 everywhere instead of 1 after the first </s>"})
+    zero_token_types: bool = field(
+        default=False,
+        metadata={"help": "when no token_types are given, use type 0 everywhere instead of 1 after the first </s>"},
+    )
     scale_embedding: bool = field(default=False, metadata={"help": "scale token embeddings by sqrt(D) (not in HF)"})
     normalize_embedding: bool = field(default=False, metadata={"help": "normalize token embeddings (not in HF)"})
     final_norm: bool = field(default=False, metadata={"help": "normalize the last layer's output (not in HF)"})
-    untie_weights_roberta: bool = field(default=False, metadata={"help": "untie the masked-LM output projection from the token embeddings"})
-    no_lm_hidden_dense: bool = field(default=False, metadata={"help": "masked-LM head without its dense + tanh layer (HF add_lm_hidden_dense_layer=False)"})
-    pooler_dropout: float = field(default=0.1, metadata={"help": "dropout in the classification heads (HF classifier_dropout)"})
-    pooler_activation_fn: ChoiceEnum(POOLER_ACTIVATIONS) = field(default="tanh", metadata={"help": "activation of the pooler and the classification head (HF: tanh)"})
-    load_checkpoint_heads: bool = field(default=False, metadata={"help": "(re-)register the heads found in a restored checkpoint"})
+    untie_weights_roberta: bool = field(
+        default=False, metadata={"help": "untie the masked-LM output projection from the token embeddings"}
+    )
+    no_lm_hidden_dense: bool = field(
+        default=False,
+        metadata={"help": "masked-LM head without its dense + tanh layer (HF add_lm_hidden_dense_layer=False)"},
+    )
+    pooler_dropout: float = field(
+        default=0.1, metadata={"help": "dropout in the classification heads (HF classifier_dropout)"}
+    )
+    pooler_activation_fn: ChoiceEnum(POOLER_ACTIVATIONS) = field(
+        default="tanh", metadata={"help": "activation of the pooler and the classification head (HF: tanh)"}
+    )
+    load_checkpoint_heads: bool = field(
+        default=False, metadata={"help": "(re-)register the heads found in a restored checkpoint"}
+    )
 
 
 def segments_from_separator(tokens: Tensor, separator: int) -> Tensor:
@@ -70,16 +88,22 @@ class MegaEncoderModel(FairseqEncoderModel):
         self.type_vocab_size = cfg.type_vocab_size if cfg.add_token_type_embeddings else 0
         self.multiple_choice_heads = multiple_choice_heads
         tied = None if cfg.untie_weights_roberta else encoder.embed_tokens.weight
-        self.lm_head = MaskedLMHead(self.embed_dim, len(encoder.dictionary), hidden_dense=not cfg.no_lm_hidden_dense, weight=tied)
+        self.lm_head = MaskedLMHead(
+            self.embed_dim, len(encoder.dictionary), hidden_dense=not cfg.no_lm_hidden_dense, weight=tied
+        )
         self.classification_heads = nn.ModuleDict()
 
     @classmethod
     def build_model(cls, cfg, task):
         from fairseq.tasks.sentence_ranking import SentenceRankingTask
 
-        cfg = resolve_model_config(cfg, MegaEncoderConfig)  # legacy callers: what the preset left unset from the dataclass
+        cfg = resolve_model_config(
+            cfg, MegaEncoderConfig
+        )  # legacy callers: what the preset left unset from the dataclass
         if cfg.add_token_type_embeddings and cfg.type_vocab_size < 1:
-            raise ValueError(f"--type-vocab-size must be >= 1 with --add-token-type-embeddings, got {cfg.type_vocab_size}")
+            raise ValueError(
+                f"--type-vocab-size must be >= 1 with --add-token-type-embeddings, got {cfg.type_vocab_size}"
+            )
         encoder = MegaEncoder(
             layer_config(cfg, "encoder", max_positions=max(cfg.max_positions, 1), max_positions_option="max_positions"),
             cfg.encoder_layers,
@@ -131,15 +155,25 @@ class MegaEncoderModel(FairseqEncoderModel):
         if token_types is None:
             if self.type_vocab_size == 0 or self.cfg.zero_token_types:
                 return None
-            return segments_from_separator(src_tokens, self.encoder.dictionary.eos()).clamp_(max=self.type_vocab_size - 1)
+            return segments_from_separator(src_tokens, self.encoder.dictionary.eos()).clamp_(
+                max=self.type_vocab_size - 1
+            )
         if self.type_vocab_size == 0:
-            raise ValueError("token_types given, but the model has no token-type embeddings: train with --add-token-type-embeddings")
+            raise ValueError(
+                "token_types given, but the model has no token-type embeddings: train with --add-token-type-embeddings"
+            )
         if token_types.shape != src_tokens.shape:
-            raise ValueError(f"token_types must have the shape of src_tokens {tuple(src_tokens.shape)}, got {tuple(token_types.shape)}")
+            raise ValueError(
+                f"token_types must have the shape of src_tokens {tuple(src_tokens.shape)}, got "
+                f"{tuple(token_types.shape)}"
+            )
         if token_types.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
             raise ValueError(f"token_types must be integer ids, got {token_types.dtype}")
         if token_types.numel() and (int(token_types.min()) < 0 or int(token_types.max()) >= self.type_vocab_size):
-            raise ValueError(f"token_types must lie in [0, {self.type_vocab_size}) (--type-vocab-size), got values in [{int(token_types.min())}, {int(token_types.max())}]")
+            raise ValueError(
+                f"token_types must lie in [0, {self.type_vocab_size}) (--type-vocab-size), got values in "
+                f"[{int(token_types.min())}, {int(token_types.max())}]"
+            )
         return token_types.long()
 
     def output_layer(self, features: Tensor, masked_tokens: Optional[Tensor] = None) -> Tensor:
@@ -154,7 +188,14 @@ class MegaEncoderModel(FairseqEncoderModel):
         return self.encoder.max_positions()
 
     # ---- heads -----------------------------------------------------------------------------
-    def register_classification_head(self, name: str, num_classes: Optional[int] = None, inner_dim: Optional[int] = None, head_type: Optional[str] = None, **kwargs):
+    def register_classification_head(
+        self,
+        name: str,
+        num_classes: Optional[int] = None,
+        inner_dim: Optional[int] = None,
+        head_type: Optional[str] = None,
+        **kwargs,
+    ):
         """Sentence head reading the first token -> (B, num_classes).  head_type: "classification"
         (HF MegaForSequenceClassification; num_classes=1 is regression) or "multiple_choice" (HF
         MegaForMultipleChoice, num_classes must be 1).  Default: multiple_choice for num_classes=1
@@ -163,11 +204,17 @@ class MegaEncoderModel(FairseqEncoderModel):
             head_type = "multiple_choice" if (self.multiple_choice_heads and num_classes == 1) else "classification"
         if head_type == "multiple_choice":
             if num_classes not in (None, 1):
-                raise ValueError(f"a multiple-choice head scores one choice at a time (num_classes=1), got num_classes={num_classes}")
+                raise ValueError(
+                    f"a multiple-choice head scores one choice at a time (num_classes=1), got num_classes={num_classes}"
+                )
             return self.register_head(name, "multiple_choice")
         if head_type != "classification":
-            raise ValueError(f"unknown head_type {head_type!r} for a sentence head; choose 'classification' or 'multiple_choice'")
-        return self.register_head(name, "classification", num_classes=num_classes, inner_dim=inner_dim or self.embed_dim)
+            raise ValueError(
+                f"unknown head_type {head_type!r} for a sentence head; choose 'classification' or 'multiple_choice'"
+            )
+        return self.register_head(
+            name, "classification", num_classes=num_classes, inner_dim=inner_dim or self.embed_dim
+        )
 
     def register_token_classification_head(self, name: str, num_labels: int):
         """Per-token labels -> (B, T, num_labels) (HF MegaForTokenClassification)."""
@@ -214,7 +261,11 @@ class MegaEncoderModel(FairseqEncoderModel):
                 self.register_head(head_name, spec[0], **spec[1])
                 continue
             if current is None or head_spec(current) != spec:
-                why = "not present in the current model" if current is None else f"of another shape ({spec} vs {head_spec(current)})"
+                why = (
+                    "not present in the current model"
+                    if current is None
+                    else f"of another shape ({spec} vs {head_spec(current)})"
+                )
                 logger.warning(f'deleting head "{head_name}" from the checkpoint: {why}')
                 for rest in params:
                     del state_dict[head_prefix + head_name + "." + rest]
@@ -267,12 +318,27 @@ def mega_base(args):
 def mega_large(args):
     """12 layers, D=512, H=1024, z=128, FFN 1024 (the original fork's base encoder sizes), HF structure;
     full attention (add --encoder-chunk-size 1024 for long inputs)."""
-    set_defaults(args, encoder_layers=12, encoder_embed_dim=512, encoder_hidden_dim=1024, encoder_ffn_embed_dim=1024, encoder_z_dim=128)
+    set_defaults(
+        args,
+        encoder_layers=12,
+        encoder_embed_dim=512,
+        encoder_hidden_dim=1024,
+        encoder_ffn_embed_dim=1024,
+        encoder_z_dim=128,
+    )
     mega_base(args)
 
 
 @register_model_architecture("mega_encoder", "mega_tiny")
 def mega_tiny(args):
     """2 layers, D=32: tests and quick CPU experiments (HF structure)."""
-    set_defaults(args, encoder_layers=2, encoder_embed_dim=32, encoder_hidden_dim=64, encoder_ffn_embed_dim=64, encoder_z_dim=16, encoder_n_dim=4)
+    set_defaults(
+        args,
+        encoder_layers=2,
+        encoder_embed_dim=32,
+        encoder_hidden_dim=64,
+        encoder_ffn_embed_dim=64,
+        encoder_z_dim=16,
+        encoder_n_dim=4,
+    )
     mega_base(args)

@@ -9,6 +9,7 @@ so its checkpoints export to transformers.
 The network is `decoder.MegaDecoder` (incremental decoding: a generated token costs O(chunk) however
 long the context is).  Defaults: `options.MODEL_DEFAULTS["mega_lm"]` over the shared options.
 """
+
 from dataclasses import field
 from typing import Optional
 
@@ -39,7 +40,9 @@ DEFAULT_MAX_TARGET_POSITIONS = 1024
 class MegaLMConfig(MegaLayerOptions, MegaDecoderSizes, MegaDecoderStructureOptions):
     adaptive_input: bool = field(default=False, metadata={"help": "adaptive input embeddings"})
     adaptive_input_factor: float = field(default=4, metadata={"help": "adaptive input factor"})
-    adaptive_input_cutoff: Optional[str] = field(default=None, metadata={"help": "comma-separated adaptive input cutoffs"})
+    adaptive_input_cutoff: Optional[str] = field(
+        default=None, metadata={"help": "comma-separated adaptive input cutoffs"}
+    )
     max_target_positions: Optional[int] = II("task.max_target_positions")
     tokens_per_sample: int = II("task.tokens_per_sample")
 
@@ -56,20 +59,44 @@ class MegaLanguageModel(FairseqLanguageModel):
         embed_tokens = None
         if cfg.adaptive_input:
             embed_tokens = AdaptiveInput(
-                len(dictionary), dictionary.pad(), cfg.decoder_embed_dim, cfg.adaptive_input_factor,
-                cfg.decoder_embed_dim, fairseq_options.eval_str_list(cfg.adaptive_input_cutoff, type=int),
+                len(dictionary),
+                dictionary.pad(),
+                cfg.decoder_embed_dim,
+                cfg.adaptive_input_factor,
+                cfg.decoder_embed_dim,
+                fairseq_options.eval_str_list(cfg.adaptive_input_cutoff, type=int),
             )
         if cfg.tie_adaptive_weights:
             if not cfg.adaptive_input or cfg.adaptive_softmax_cutoff != cfg.adaptive_input_cutoff:
-                raise ValueError("--tie-adaptive-weights needs --adaptive-input with the same cutoffs as --adaptive-softmax-cutoff")
+                raise ValueError(
+                    "--tie-adaptive-weights needs --adaptive-input with the same cutoffs as --adaptive-softmax-cutoff"
+                )
         positions = cfg.max_target_positions
-        layer_cfg = layer_config(cfg, "decoder", max_positions=max(positions, 1), max_positions_option="max_target_positions")
-        return cls(MegaDecoder(layer_cfg, cfg.decoder_layers, dictionary, embed_tokens, max_positions=positions, **decoder_structure(cfg)))
+        layer_cfg = layer_config(
+            cfg, "decoder", max_positions=max(positions, 1), max_positions_option="max_target_positions"
+        )
+        return cls(
+            MegaDecoder(
+                layer_cfg,
+                cfg.decoder_layers,
+                dictionary,
+                embed_tokens,
+                max_positions=positions,
+                **decoder_structure(cfg),
+            )
+        )
 
 
 @register_model_architecture("mega_lm", "mega_lm_big")
 def mega_lm_big(args):
-    set_defaults(args, decoder_layers=16, decoder_embed_dim=1024, decoder_hidden_dim=2048, decoder_ffn_embed_dim=2048, decoder_z_dim=256)
+    set_defaults(
+        args,
+        decoder_layers=16,
+        decoder_embed_dim=1024,
+        decoder_hidden_dim=2048,
+        decoder_ffn_embed_dim=2048,
+        decoder_z_dim=256,
+    )
 
 
 def _adaptive(args, dropout):
@@ -105,14 +132,31 @@ def mega_lm_adaptive_base(args):
 @register_model_architecture("mega_lm", "mega_lm_enwik8_base")
 def mega_lm_enwik8_base(args):
     """enwik8 (the paper: 39M parameters, 1.02 bpc with chunk 2048)."""
-    set_defaults(args, decoder_layers=12, decoder_embed_dim=512, decoder_hidden_dim=1024, decoder_ffn_embed_dim=1024, decoder_z_dim=128, decoder_n_dim=16, dropout=0.1)
+    set_defaults(
+        args,
+        decoder_layers=12,
+        decoder_embed_dim=512,
+        decoder_hidden_dim=1024,
+        decoder_ffn_embed_dim=1024,
+        decoder_z_dim=128,
+        decoder_n_dim=16,
+        dropout=0.1,
+    )
 
 
 @register_model_architecture("mega_lm", "mega_lm_enwik8_large")
 def mega_lm_enwik8_large(args):
     set_defaults(
-        args, decoder_layers=24, decoder_embed_dim=1024, decoder_hidden_dim=1536, decoder_ffn_embed_dim=1536, decoder_z_dim=128,
-        decoder_n_dim=16, dropout=0.2, attention_dropout=0.1, hidden_dropout=0.1,
+        args,
+        decoder_layers=24,
+        decoder_embed_dim=1024,
+        decoder_hidden_dim=1536,
+        decoder_ffn_embed_dim=1536,
+        decoder_z_dim=128,
+        decoder_n_dim=16,
+        dropout=0.2,
+        attention_dropout=0.1,
+        hidden_dropout=0.1,
     )
 
 

@@ -16,6 +16,7 @@ Presets keep the fork's names and sizes, with the model flags of its README reci
 `mega_lra_aan`, `mega_lra_cifar10`, `mega_lra_pf32`, `mega_lra_pf128`; `transformer_lra_listop`
 is the baseline.  Mega-chunk: `--encoder-chunk-size N`.
 """
+
 from dataclasses import field
 from typing import Optional, Tuple
 
@@ -38,16 +39,26 @@ PAIR_INTERACTIONS = ("nli", "concat")
 
 @model_config("lra")
 class MegaLRAConfig(MegaLayerOptions, MegaEncoderSizes):
-    layer_type: ChoiceEnum(LAYER_TYPES) = field(default="mega", metadata={"help": "encoder body: Mega, or fairseq's Transformer (baseline)"})
-    encoder_attention_heads: int = field(default=8, metadata={"help": "attention heads (--layer-type transformer only)"})
+    layer_type: ChoiceEnum(LAYER_TYPES) = field(
+        default="mega", metadata={"help": "encoder body: Mega, or fairseq's Transformer (baseline)"}
+    )
+    encoder_attention_heads: int = field(
+        default=8, metadata={"help": "attention heads (--layer-type transformer only)"}
+    )
     normalize_embedding: bool = field(default=False, metadata={"help": "normalize the input embeddings"})
     max_positions: int = field(default=1024, metadata={"help": "longest input the model accepts, <CLS> included"})
     sentence_class_num: int = field(default=2, metadata={"help": "number of classes"})
-    sen_rep_type: ChoiceEnum(SEN_REP_TYPES) = field(default="mp", metadata={"help": "sequence representation: <CLS> output or mean pooling"})
+    sen_rep_type: ChoiceEnum(SEN_REP_TYPES) = field(
+        default="mp", metadata={"help": "sequence representation: <CLS> output or mean pooling"}
+    )
     classifier_layers: int = field(default=1, metadata={"help": "hidden layers of the classification MLP"})
     classifier_out_dim: int = field(default=2048, metadata={"help": "width of the classification MLP"})
-    classifier_activation_fn: ChoiceEnum(list(CLASSIFIER_ACTIVATIONS)) = field(default="gelu", metadata={"help": "activation of the classification MLP"})
-    retrieval_interaction: ChoiceEnum(PAIR_INTERACTIONS) = field(default="nli", metadata={"help": "pair features: [u,v,u*v,u-v] (LRA) or [u,v] (the fork)"})
+    classifier_activation_fn: ChoiceEnum(list(CLASSIFIER_ACTIVATIONS)) = field(
+        default="gelu", metadata={"help": "activation of the classification MLP"}
+    )
+    retrieval_interaction: ChoiceEnum(PAIR_INTERACTIONS) = field(
+        default="nli", metadata={"help": "pair features: [u,v,u*v,u-v] (LRA) or [u,v] (the fork)"}
+    )
 
 
 class PixelEmbedding(nn.Module):
@@ -63,12 +74,15 @@ class PixelEmbedding(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if not x.is_floating_point():
-            raise ValueError(f"pixel inputs must be real numbers (a float tensor), got {x.dtype}: use the lra-image task")
+            raise ValueError(
+                f"pixel inputs must be real numbers (a float tensor), got {x.dtype}: use the lra-image task"
+            )
         return x.unsqueeze(-1) * self.weight + self.bias
 
 
 def pool(x: Tensor, padding_mask: Optional[Tensor], how: str) -> Tensor:
-    """x: (B, T, D), padding_mask: (B, T) True at padding -> (B, D): position 0 (`cls`) or the mean of non-padding (`mp`)."""
+    """x: (B, T, D), padding_mask: (B, T) True at padding -> (B, D): position 0 (`cls`) or the mean of the
+    non-padding positions (`mp`)."""
     if how == "cls":
         return x[:, 0]
     if padding_mask is None:
@@ -84,14 +98,21 @@ def build_transformer_encoder(cfg: MegaLRAConfig, dictionary, max_positions: int
     from .encoder import build_embedding
 
     if str(cfg.activation_fn) not in TRANSFORMER_ACTIVATIONS:
-        raise ValueError(f"--layer-type transformer supports --activation-fn {'/'.join(TRANSFORMER_ACTIVATIONS)}, got {cfg.activation_fn}")
+        raise ValueError(
+            f"--layer-type transformer supports --activation-fn {'/'.join(TRANSFORMER_ACTIVATIONS)}, got "
+            f"{cfg.activation_fn}"
+        )
     tcfg = TransformerConfig()
     tcfg.encoder.embed_dim = cfg.encoder_embed_dim
     tcfg.encoder.ffn_embed_dim = cfg.encoder_ffn_embed_dim
     tcfg.encoder.layers = cfg.encoder_layers
     tcfg.encoder.attention_heads = cfg.encoder_attention_heads
     tcfg.encoder.normalize_before = cfg.normalize_before
-    tcfg.dropout, tcfg.attention_dropout, tcfg.activation_dropout = cfg.dropout, cfg.attention_dropout, cfg.activation_dropout
+    tcfg.dropout, tcfg.attention_dropout, tcfg.activation_dropout = (
+        cfg.dropout,
+        cfg.attention_dropout,
+        cfg.activation_dropout,
+    )
     tcfg.activation_fn = str(cfg.activation_fn)
     tcfg.max_source_positions = max_positions
     embed = build_embedding(len(dictionary), cfg.encoder_embed_dim, dictionary.pad())
@@ -100,7 +121,9 @@ def build_transformer_encoder(cfg: MegaLRAConfig, dictionary, max_positions: int
 
 @register_model("lra", dataclass=MegaLRAConfig)
 class LRAModel(BaseFairseqModel):
-    def __init__(self, cfg: MegaLRAConfig, encoder: nn.Module, pixel_input: bool, paired: bool, cls_index: Optional[int]):
+    def __init__(
+        self, cfg: MegaLRAConfig, encoder: nn.Module, pixel_input: bool, paired: bool, cls_index: Optional[int]
+    ):
         super().__init__()
         self.cfg = cfg
         self.encoder = encoder
@@ -136,18 +159,27 @@ class LRAModel(BaseFairseqModel):
         cls_index = None
         if use_cls:
             if pixel_input:
-                raise ValueError("--sen-rep-type cls needs token inputs; pixel (lra-image) inputs use --sen-rep-type mp")
+                raise ValueError(
+                    "--sen-rep-type cls needs token inputs; pixel (lra-image) inputs use --sen-rep-type mp"
+                )
             if CLS_SYMBOL not in dictionary:
-                raise ValueError(f"--sen-rep-type cls needs a {CLS_SYMBOL} symbol in the source dictionary (the lra-text task adds it)")
+                raise ValueError(
+                    f"--sen-rep-type cls needs a {CLS_SYMBOL} symbol in the source dictionary (the lra-text task adds "
+                    "it)"
+                )
             cls_index = dictionary.index(CLS_SYMBOL)
         if str(cfg.layer_type) == "transformer":
             if pixel_input:
-                raise ValueError("--layer-type transformer takes token inputs only (lra-text); use --layer-type mega for lra-image")
+                raise ValueError(
+                    "--layer-type transformer takes token inputs only (lra-text); use --layer-type mega for lra-image"
+                )
             encoder = build_transformer_encoder(cfg, dictionary, cfg.max_positions)
         else:
             embed = PixelEmbedding(cfg.encoder_embed_dim) if pixel_input else None
             encoder = MegaEncoder(
-                layer_config(cfg, "encoder", max_positions=max(cfg.max_positions, 1), max_positions_option="max_positions"),
+                layer_config(
+                    cfg, "encoder", max_positions=max(cfg.max_positions, 1), max_positions_option="max_positions"
+                ),
                 cfg.encoder_layers,
                 dictionary,
                 embed,
@@ -174,13 +206,21 @@ class LRAModel(BaseFairseqModel):
         x, mask = self.features(src_tokens, src_lengths)
         return pool(x, mask, self.sen_rep_type)
 
-    def forward(self, src_tokens: Tensor, src_lengths: Optional[Tensor] = None, src1_tokens: Optional[Tensor] = None,
-                src1_lengths: Optional[Tensor] = None, **unused) -> Tensor:
+    def forward(
+        self,
+        src_tokens: Tensor,
+        src_lengths: Optional[Tensor] = None,
+        src1_tokens: Optional[Tensor] = None,
+        src1_lengths: Optional[Tensor] = None,
+        **unused,
+    ) -> Tensor:
         """-> logits (B, C).  Retrieval models take the second documents as src1_tokens."""
         rep = self.sentence_representation(src_tokens, src_lengths)
         if self.paired:
             if src1_tokens is None:
-                raise ValueError("this retrieval model needs the second documents (src1_tokens); use lra-text data with src1-bin/")
+                raise ValueError(
+                    "this retrieval model needs the second documents (src1_tokens); use lra-text data with src1-bin/"
+                )
             other = self.sentence_representation(src1_tokens, src1_lengths)
             if str(self.cfg.retrieval_interaction) == "nli":
                 rep = torch.cat([rep, other, rep * other, rep - other], dim=-1)
@@ -199,54 +239,133 @@ class LRAModel(BaseFairseqModel):
 # ----------------------------------------------------------------------------- presets
 def _mega_lra(args, **sizes):
     set_defaults(args, **sizes)  # first: the preset's own values win over the shared defaults below
-    set_defaults(args, activation_fn="silu", attention_activation_fn="softmax", encoder_n_dim=16, truncation_length=1024, rel_pos_bias="simple")
+    set_defaults(
+        args,
+        activation_fn="silu",
+        attention_activation_fn="softmax",
+        encoder_n_dim=16,
+        truncation_length=1024,
+        rel_pos_bias="simple",
+    )
 
 
 @register_model_architecture("lra", "mega_lra_listop")
 def mega_lra_listop(args):
-    _mega_lra(args, encoder_layers=6, encoder_embed_dim=80, encoder_hidden_dim=160, encoder_ffn_embed_dim=160, encoder_z_dim=64,
-              classifier_out_dim=160, max_positions=2002, sentence_class_num=10, normalization_type="layernorm")
+    _mega_lra(
+        args,
+        encoder_layers=6,
+        encoder_embed_dim=80,
+        encoder_hidden_dim=160,
+        encoder_ffn_embed_dim=160,
+        encoder_z_dim=64,
+        classifier_out_dim=160,
+        max_positions=2002,
+        sentence_class_num=10,
+        normalization_type="layernorm",
+    )
 
 
 @register_model_architecture("lra", "mega_lra_imdb")
 def mega_lra_imdb(args):
-    _mega_lra(args, encoder_layers=4, encoder_embed_dim=128, encoder_hidden_dim=256, encoder_ffn_embed_dim=256, encoder_z_dim=64,
-              classifier_out_dim=256, max_positions=4002, normalization_type="scalenorm")
+    _mega_lra(
+        args,
+        encoder_layers=4,
+        encoder_embed_dim=128,
+        encoder_hidden_dim=256,
+        encoder_ffn_embed_dim=256,
+        encoder_z_dim=64,
+        classifier_out_dim=256,
+        max_positions=4002,
+        normalization_type="scalenorm",
+    )
 
 
 @register_model_architecture("lra", "mega_lra_aan")
 def mega_lra_aan(args):
-    _mega_lra(args, encoder_layers=6, encoder_embed_dim=128, encoder_hidden_dim=256, encoder_ffn_embed_dim=256, encoder_z_dim=64,
-              classifier_out_dim=256, max_positions=4002, normalization_type="scalenorm")
+    _mega_lra(
+        args,
+        encoder_layers=6,
+        encoder_embed_dim=128,
+        encoder_hidden_dim=256,
+        encoder_ffn_embed_dim=256,
+        encoder_z_dim=64,
+        classifier_out_dim=256,
+        max_positions=4002,
+        normalization_type="scalenorm",
+    )
 
 
 def _mega_lra_image(args, **sizes):
     set_defaults(args, **sizes)
-    _mega_lra(args, attention_activation_fn="laplace", normalization_type="batchnorm", normalize_before=True, dropout=0.0)
+    _mega_lra(
+        args, attention_activation_fn="laplace", normalization_type="batchnorm", normalize_before=True, dropout=0.0
+    )
 
 
 @register_model_architecture("lra", "mega_lra_cifar10")
 def mega_lra_cifar10(args):
-    _mega_lra_image(args, encoder_layers=8, encoder_embed_dim=160, encoder_hidden_dim=320, encoder_ffn_embed_dim=320, encoder_z_dim=96,
-                    classifier_out_dim=320, encoder_chunk_size=1024, max_positions=1024, sentence_class_num=10)
+    _mega_lra_image(
+        args,
+        encoder_layers=8,
+        encoder_embed_dim=160,
+        encoder_hidden_dim=320,
+        encoder_ffn_embed_dim=320,
+        encoder_z_dim=96,
+        classifier_out_dim=320,
+        encoder_chunk_size=1024,
+        max_positions=1024,
+        sentence_class_num=10,
+    )
 
 
 @register_model_architecture("lra", "mega_lra_pf32")
 def mega_lra_pf32(args):
-    _mega_lra_image(args, encoder_layers=6, encoder_embed_dim=128, encoder_hidden_dim=256, encoder_ffn_embed_dim=256, encoder_z_dim=64,
-                    classifier_out_dim=256, encoder_chunk_size=1024, max_positions=1024)
+    _mega_lra_image(
+        args,
+        encoder_layers=6,
+        encoder_embed_dim=128,
+        encoder_hidden_dim=256,
+        encoder_ffn_embed_dim=256,
+        encoder_z_dim=64,
+        classifier_out_dim=256,
+        encoder_chunk_size=1024,
+        max_positions=1024,
+    )
 
 
 @register_model_architecture("lra", "mega_lra_pf128")
 def mega_lra_pf128(args):
-    _mega_lra_image(args, encoder_layers=4, encoder_embed_dim=64, encoder_hidden_dim=128, encoder_ffn_embed_dim=128, encoder_z_dim=32,
-                    classifier_out_dim=128, encoder_chunk_size=128 * 128, truncation_length=4096, max_positions=128 * 128,
-                    normalization_type="syncbatchnorm")
+    _mega_lra_image(
+        args,
+        encoder_layers=4,
+        encoder_embed_dim=64,
+        encoder_hidden_dim=128,
+        encoder_ffn_embed_dim=128,
+        encoder_z_dim=32,
+        classifier_out_dim=128,
+        encoder_chunk_size=128 * 128,
+        truncation_length=4096,
+        max_positions=128 * 128,
+        normalization_type="syncbatchnorm",
+    )
 
 
 @register_model_architecture("lra", "transformer_lra_listop")
 def transformer_lra_listop(args):
-    """The fork's Transformer baseline for ListOps (untied layers here): 6 layers, D=512, 8 heads, FFN 2048, pre-norm."""
-    set_defaults(args, layer_type="transformer", activation_fn="gelu", encoder_layers=6, encoder_embed_dim=512, encoder_ffn_embed_dim=2048,
-         encoder_attention_heads=8, normalize_before=True, attention_dropout=0.1, classifier_out_dim=2048, max_positions=2002,
-         sentence_class_num=10, sen_rep_type="cls")
+    """The fork's Transformer baseline for ListOps (untied layers here): 6 layers, D=512, 8 heads, FFN 2048,
+    pre-norm."""
+    set_defaults(
+        args,
+        layer_type="transformer",
+        activation_fn="gelu",
+        encoder_layers=6,
+        encoder_embed_dim=512,
+        encoder_ffn_embed_dim=2048,
+        encoder_attention_heads=8,
+        normalize_before=True,
+        attention_dropout=0.1,
+        classifier_out_dim=2048,
+        max_positions=2002,
+        sentence_class_num=10,
+        sen_rep_type="cls",
+    )

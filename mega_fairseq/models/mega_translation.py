@@ -15,6 +15,7 @@ cross-attention's relative position bias and the encoder's chunk boundaries see 
 token at its true position whatever padding the batch has: a sentence translates the same alone
 or in any batch.
 """
+
 import hashlib
 from dataclasses import field
 from typing import Optional
@@ -45,7 +46,10 @@ DEFAULT_MAX_POSITIONS = 1024
 @model_config("mega")
 class MegaTranslationConfig(MegaLayerOptions, MegaEncoderSizes, MegaDecoderSizes, MegaDecoderStructureOptions):
     share_all_embeddings: bool = field(
-        default=False, metadata={"help": "share encoder, decoder and output embeddings (needs a joined dictionary and equal embed dims)"}
+        default=False,
+        metadata={
+            "help": "share encoder, decoder and output embeddings (needs a joined dictionary and equal embed dims)"
+        },
     )
     max_source_positions: Optional[int] = II("task.max_source_positions")
     max_target_positions: Optional[int] = II("task.max_target_positions")
@@ -60,13 +64,16 @@ def dictionary_digest(dictionary) -> int:
 class MegaTranslationEncoder(MegaEncoder):
     """`MegaEncoder` that right-aligns its (B, S) source and refuses sources longer than `--max-source-positions`."""
 
-    def forward(self, src_tokens: Tensor, src_lengths: Optional[Tensor] = None, return_all_hiddens: bool = False, **unused):
+    def forward(
+        self, src_tokens: Tensor, src_lengths: Optional[Tensor] = None, return_all_hiddens: bool = False, **unused
+    ):
         if src_tokens.dim() != 2:
             raise ValueError(f"src_tokens must be (batch, length) token ids, got shape {tuple(src_tokens.shape)}")
         if src_tokens.size(1) > self.max_source_positions:
             raise ValueError(
                 f"source of {src_tokens.size(1)} tokens is longer than this model supports (--max-source-positions "
-                f"{self.max_source_positions}); split the sentence, skip it (--skip-invalid-size-inputs-valid-test), or "
+                f"{self.max_source_positions}); split the sentence, skip it (--skip-invalid-size-inputs-valid-test), "
+                "or "
                 "train with a larger --max-source-positions"
             )
         order = right_align_order(src_tokens.eq(self.dictionary.pad()))
@@ -92,7 +99,9 @@ class MegaTranslationModel(FairseqEncoderDecoderModel):
             if safe_getattr(cfg, name, None) is None:
                 setattr(cfg, name, DEFAULT_MAX_POSITIONS)
         if cfg.tie_adaptive_weights:
-            raise ValueError("--tie-adaptive-weights needs adaptive input embeddings, which the translation model does not have")
+            raise ValueError(
+                "--tie-adaptive-weights needs adaptive input embeddings, which the translation model does not have"
+            )
         src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
         encoder_embed = build_embedding(len(src_dict), cfg.encoder_embed_dim, src_dict.pad())
         if cfg.share_all_embeddings:
@@ -113,18 +122,25 @@ class MegaTranslationModel(FairseqEncoderDecoderModel):
         source_positions, target_positions = cfg.max_source_positions, cfg.max_target_positions
         structure = decoder_structure(cfg)
         encoder = MegaTranslationEncoder(
-            layer_config(cfg, "encoder", max_positions=max(source_positions, 1), max_positions_option="max_source_positions"),
+            layer_config(
+                cfg, "encoder", max_positions=max(source_positions, 1), max_positions_option="max_source_positions"
+            ),
             cfg.encoder_layers,
             src_dict,
             encoder_embed,
             max_positions=source_positions,
-            **{name: structure[name] for name in ("scale_embedding", "normalize_embedding", "final_norm", "final_norm_affine")},
+            **{
+                name: structure[name]
+                for name in ("scale_embedding", "normalize_embedding", "final_norm", "final_norm_affine")
+            },
         )
         # as in the original, the decoder's simple bias spans max(source, target) positions: cross-attention
         # relates target position i to source position j
         span, span_option = max((target_positions, "max_target_positions"), (source_positions, "max_source_positions"))
         decoder = MegaDecoder(
-            layer_config(cfg, "decoder", max_positions=max(span, 1), max_positions_option=span_option, cross_attention=True),
+            layer_config(
+                cfg, "decoder", max_positions=max(span, 1), max_positions_option=span_option, cross_attention=True
+            ),
             cfg.decoder_layers,
             tgt_dict,
             decoder_embed,
@@ -145,7 +161,8 @@ class MegaTranslationModel(FairseqEncoderDecoderModel):
         saved_digest = state_dict.get("dictionary_digest")
         for side, key, dictionary, index in sides:
             fix = (
-                "binarize the data with the dictionaries the model was trained with (fairseq-preprocess --srcdict/--tgtdict "
+                "binarize the data with the dictionaries the model was trained with (fairseq-preprocess "
+                "--srcdict/--tgtdict "
                 "pointing at the checkpoint's dict files) or pass that data directory"
             )
             if key in state_dict and state_dict[key].size(0) != len(dictionary):
@@ -159,11 +176,18 @@ class MegaTranslationModel(FairseqEncoderDecoderModel):
 
 
 def mega_base(args):
-    """The original fork's `base_architecture`: 6+6 layers, D=512, H=FFN=1024, z=128, N=16; decoder sizes follow the encoder's.
+    """The original fork's `base_architecture`: 6+6 layers, D=512, H=FFN=1024, z=128, N=16; decoder sizes follow
+    the encoder's.
 
     (`--arch mega` itself takes the dataclass defaults, which are these sizes, without the following.)"""
     set_defaults(
-        args, encoder_layers=6, encoder_embed_dim=512, encoder_hidden_dim=1024, encoder_z_dim=128, encoder_n_dim=16, encoder_chunk_size=-1
+        args,
+        encoder_layers=6,
+        encoder_embed_dim=512,
+        encoder_hidden_dim=1024,
+        encoder_z_dim=128,
+        encoder_n_dim=16,
+        encoder_chunk_size=-1,
     )
     set_defaults(args, encoder_ffn_embed_dim=args.encoder_hidden_dim)
     set_defaults(

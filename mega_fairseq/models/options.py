@@ -14,6 +14,7 @@ fairseq caveat: a bool option whose default is True becomes a ``store_false`` fl
 ``--normalize-before`` would *switch pre-norm off*.  Bool options therefore default to False everywhere
 (`model_config` refuses a True one) and presets turn them on.
 """
+
 import argparse
 import operator
 from dataclasses import dataclass, field
@@ -34,18 +35,27 @@ from ..modules.config import (
 
 @dataclass
 class MegaLayerOptions(FairseqDataclass):
-    activation_fn: ChoiceEnum(ACTIVATIONS) = field(default="silu", metadata={"help": "activation of values, gates and the FFN"})
+    activation_fn: ChoiceEnum(ACTIVATIONS) = field(
+        default="silu", metadata={"help": "activation of values, gates and the FFN"}
+    )
     attention_activation_fn: ChoiceEnum(ATTENTION_ACTIVATIONS) = field(
         default="softmax", metadata={"help": "attention weights: softmax, laplace or relu2"}
     )
-    rel_pos_bias: ChoiceEnum(REL_POS_BIASES) = field(default="rotary", metadata={"help": "relative position bias: simple or rotary"})
+    rel_pos_bias: ChoiceEnum(REL_POS_BIASES) = field(
+        default="rotary", metadata={"help": "relative position bias: simple or rotary"}
+    )
     normalization_type: ChoiceEnum(NORM_TYPES) = field(default="layernorm", metadata={"help": "normalization layer"})
     normalize_before: bool = field(
         default=False,
-        metadata={"help": "pre-norm (normalize each block's input) instead of post-norm; mega_lm, mega and lra then add a final norm"},
+        metadata={
+            "help": "pre-norm (normalize each block's input) instead of post-norm; "
+            "mega_lm, mega and lra then add a final norm"
+        },
     )
     no_affine_norm: bool = field(default=False, metadata={"help": "normalization layers without learned scale/shift"})
-    truncation_length: Optional[int] = field(default=None, metadata={"help": "truncate the EMA kernel to this many positions"})
+    truncation_length: Optional[int] = field(
+        default=None, metadata={"help": "truncate the EMA kernel to this many positions"}
+    )
     dropout: float = field(default=0.1, metadata={"help": "dropout on block outputs and the EMA output"})
     attention_dropout: float = field(default=0.0, metadata={"help": "dropout on attention weights"})
     hidden_dropout: float = field(default=0.0, metadata={"help": "dropout on attention values"})
@@ -69,7 +79,9 @@ class MegaEncoderSizes(FairseqDataclass):
     encoder_ffn_embed_dim: int = field(default=1024, metadata={"help": "encoder normalized FFN width"})
     encoder_z_dim: int = field(default=128, metadata={"help": "encoder shared query/key width z"})
     encoder_n_dim: int = field(default=16, metadata={"help": "encoder EMA expansion dimension N"})
-    encoder_chunk_size: int = field(default=-1, metadata={"help": "encoder Mega-chunk attention window (-1: whole sequence)"})
+    encoder_chunk_size: int = field(
+        default=-1, metadata={"help": "encoder Mega-chunk attention window (-1: whole sequence)"}
+    )
 
 
 @dataclass
@@ -82,7 +94,9 @@ class MegaDecoderSizes(FairseqDataclass):
     decoder_ffn_embed_dim: int = field(default=1024, metadata={"help": "decoder normalized FFN width"})
     decoder_z_dim: int = field(default=128, metadata={"help": "decoder shared query/key width z"})
     decoder_n_dim: int = field(default=16, metadata={"help": "decoder EMA expansion dimension N"})
-    decoder_chunk_size: int = field(default=-1, metadata={"help": "decoder Mega-chunk attention window (-1: whole sequence)"})
+    decoder_chunk_size: int = field(
+        default=-1, metadata={"help": "decoder Mega-chunk attention window (-1: whole sequence)"}
+    )
 
 
 @dataclass
@@ -97,15 +111,18 @@ class MegaDecoderStructureOptions(FairseqDataclass):
     )
     no_affine_final_norm: bool = field(default=False, metadata={"help": "final norm without learned scale/shift"})
     share_decoder_input_output_embed: bool = field(default=False, metadata={"help": "tie input and output embeddings"})
-    output_bias: bool = field(default=False, metadata={"help": "add a bias to the output projection (HF's lm_head has one)"})
+    output_bias: bool = field(
+        default=False, metadata={"help": "add a bias to the output projection (HF's lm_head has one)"}
+    )
     adaptive_softmax_cutoff: Optional[str] = field(
         default=None, metadata={"help": "comma-separated adaptive softmax cutoffs (use --criterion adaptive_loss)"}
     )
-    adaptive_softmax_dropout: float = field(default=0.0, metadata={"help": "dropout of the adaptive softmax tail projections"})
+    adaptive_softmax_dropout: float = field(
+        default=0.0, metadata={"help": "dropout of the adaptive softmax tail projections"}
+    )
     adaptive_softmax_factor: float = field(default=4, metadata={"help": "adaptive softmax factor"})
     tie_adaptive_weights: bool = field(default=False, metadata={"help": "tie adaptive input and softmax weights"})
     tie_adaptive_proj: bool = field(default=False, metadata={"help": "tie adaptive input and softmax projections"})
-
 
 
 def decoder_structure(cfg) -> Dict[str, object]:
@@ -125,6 +142,7 @@ def decoder_structure(cfg) -> Dict[str, object]:
         tie_adaptive_weights=cfg.tie_adaptive_weights,
         tie_adaptive_proj=cfg.tie_adaptive_proj,
     )
+
 
 # Each model's defaults where they differ from the declarations above (its `--arch <model>` and the base of its
 # presets).  Keys: the fairseq model names.
@@ -166,7 +184,10 @@ def model_config(name: str) -> Callable[[type], type]:
             if option not in inherited:
                 raise TypeError(f"MODEL_DEFAULTS[{name!r}] sets {option!r}, which {cls.__name__} does not inherit")
             if default is True:
-                raise TypeError(f"MODEL_DEFAULTS[{name!r}][{option!r}] = True would make fairseq's flag store_false; set it in a preset")
+                raise TypeError(
+                    f"MODEL_DEFAULTS[{name!r}][{option!r}] = True would make fairseq's flag store_false; set it in a "
+                    "preset"
+                )
             annotations[option] = inherited[option].type
             setattr(cls, option, field(default=default, metadata=inherited[option].metadata))
         cls.__annotations__ = annotations
@@ -213,7 +234,9 @@ def size_options(side: str, **sizes: int) -> Dict[str, int]:
     sizes.setdefault("chunk_size", -1)
     unknown, missing = sorted(set(sizes) - set(SIZE_NAMES)), [n for n in SIZE_NAMES if n not in sizes]
     if unknown or missing:
-        raise TypeError(f"size_options: unknown sizes {unknown}, missing sizes {missing}; the names are {', '.join(SIZE_NAMES)}")
+        raise TypeError(
+            f"size_options: unknown sizes {unknown}, missing sizes {missing}; the names are {', '.join(SIZE_NAMES)}"
+        )
     return {option: sizes[name] for option, name in zip(size_fields(side), SIZE_NAMES)}
 
 
@@ -223,7 +246,8 @@ def flag(option: str) -> str:
     return "--" + option.replace("_", "-")
 
 
-# MegaLayerConfig field <- (model option, conversion or None); `{side}` is "encoder" or "decoder".  The fields missing here
+# MegaLayerConfig field <- (model option, conversion or None); `{side}` is "encoder" or "decoder".  The fields missing
+# here
 # are structural (bidirectional, causal, cross_attention: the side and the model decide) or max_positions (the
 # model passes it, with the option it comes from).
 LAYER_CONFIG_OPTIONS: Dict[str, Tuple[str, Optional[Callable]]] = {
@@ -257,7 +281,9 @@ def layer_flags(side: str, max_positions_option: Optional[str] = None) -> Dict[s
     return flags
 
 
-def layer_config(cfg, side: str, *, max_positions: int, max_positions_option: str, cross_attention: bool = False) -> MegaLayerConfig:
+def layer_config(
+    cfg, side: str, *, max_positions: int, max_positions_option: str, cross_attention: bool = False
+) -> MegaLayerConfig:
     """The `MegaLayerConfig` of one side of a model config holding `MegaLayerOptions` and that side's sizes.
 
     Encoders get a bidirectional EMA, decoders a causal EMA and causal attention (plus gated cross-attention with

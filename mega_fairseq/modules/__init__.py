@@ -1,4 +1,5 @@
 """Mega building blocks, one concept per file; tensors are batch-first (batch, length, dim)."""
+
 from .config import MegaLayerConfig
 from .cross_attention import GatedCrossAttention
 from .dropout import MegaDropout

@@ -3,6 +3,7 @@
 `ACTIVATION_FNS` is the registry (name -> function on tensors of any shape); `ACTIVATIONS` (its names, in
 order) is the vocabulary that `MegaLayerConfig` validates and the fairseq models offer as `--activation-fn`.
 """
+
 import torch
 import torch.nn.functional as F
 

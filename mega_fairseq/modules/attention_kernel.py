@@ -4,13 +4,13 @@ Tensors are (batch, blocks, length, width): `blocks` is the number of Mega-chunk
 unchunked).  Query i sits at block-local position q_start + i; keys sit at 0..k_len-1.
 Masks use fairseq's convention: key_padding_mask is True at padding.
 """
+
 import math
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
 
 LAPLACE_MU = 0.707107
 LAPLACE_STD = 0.282095
@@ -36,7 +36,9 @@ def visibility(
     """Bool mask, True where query i may read key j: (q_len, k_len), or (batch, blocks, q_len|1, k_len)."""
     visible = None
     if causal and q_start < k_len - 1:  # otherwise even the first query sees every key
-        visible = torch.arange(k_len, device=device).unsqueeze(0) <= torch.arange(q_start, q_start + q_len, device=device).unsqueeze(1)
+        visible = torch.arange(k_len, device=device).unsqueeze(0) <= torch.arange(
+            q_start, q_start + q_len, device=device
+        ).unsqueeze(1)
     if key_padding_mask is not None:
         keys = ~key_padding_mask.unsqueeze(-2)
         visible = keys if visible is None else visible & keys
@@ -84,7 +86,10 @@ def attend(
     bias = rel_pos_bias(k_len, q_start, q_len).to(query.dtype)
     batch = query.reshape(-1, q_len, z_dim).size(0)
     scores = torch.baddbmm(
-        bias.expand(batch, q_len, k_len), query.reshape(-1, q_len, z_dim), key.reshape(-1, k_len, z_dim).transpose(1, 2), alpha=alpha
+        bias.expand(batch, q_len, k_len),
+        query.reshape(-1, q_len, z_dim),
+        key.reshape(-1, k_len, z_dim).transpose(1, 2),
+        alpha=alpha,
     ).view(*lead, q_len, k_len)
     if act is None:
         if mask is not None:

@@ -10,6 +10,7 @@ The name vocabularies come from the registries of the modules that implement the
 message names the `MegaLayerConfig` fields involved; `error.renamed({field: name})` words the
 same message with the names the caller's user knows (the fairseq models: their CLI flags).
 """
+
 import string
 from dataclasses import dataclass, fields, replace
 from typing import Mapping, Optional, Sequence
@@ -19,7 +20,15 @@ from .attention_kernel import ATTENTION_ACTIVATIONS
 from .norms import NORM_TYPES
 from .relative_position import REL_POS_BIASES
 
-__all__ = ["ACTIVATIONS", "ATTENTION_ACTIVATIONS", "NORM_TYPES", "REL_POS_BIASES", "MegaConfigError", "MegaLayerConfig", "check_choice"]
+__all__ = [
+    "ACTIVATIONS",
+    "ATTENTION_ACTIVATIONS",
+    "NORM_TYPES",
+    "REL_POS_BIASES",
+    "MegaConfigError",
+    "MegaLayerConfig",
+    "check_choice",
+]
 
 
 class MegaConfigError(ValueError):
@@ -44,7 +53,9 @@ class MegaConfigError(ValueError):
 def check_choice(field: str, value, allowed: Sequence[str]):
     """Raises `MegaConfigError` unless `value` is one of `allowed` (the vocabulary of `field`)."""
     if value not in allowed:
-        raise MegaConfigError("unknown {%s} {value!r}; choose one of {allowed}" % field, value=value, allowed=", ".join(allowed))
+        raise MegaConfigError(
+            "unknown {%s} {value!r}; choose one of {allowed}" % field, value=value, allowed=", ".join(allowed)
+        )
 
 
 @dataclass
@@ -105,17 +116,24 @@ class MegaLayerConfig:
             if not isinstance(value, int) or value <= 0:
                 raise MegaConfigError("{%s} must be a positive integer, got {value!r}" % name, value=value)
         if self.use_nffn and (not isinstance(self.ffn_dim, int) or self.ffn_dim <= 0):
-            raise MegaConfigError("{ffn_dim} must be a positive integer when the normalized FFN is on, got {value!r}", value=self.ffn_dim)
+            raise MegaConfigError(
+                "{ffn_dim} must be a positive integer when the normalized FFN is on, got {value!r}", value=self.ffn_dim
+            )
         if self.rel_pos_bias == "rotary" and self.z_dim % 2 != 0:
             raise MegaConfigError(
-                "rotary relative bias needs an even {z_dim}, got {value}; use an even {z_dim} or {rel_pos_bias} 'simple'", value=self.z_dim
+                "rotary relative bias needs an even {z_dim}, got {value}; use an even {z_dim} or {rel_pos_bias} "
+                "'simple'",
+                value=self.z_dim,
             )
         if self.chunk_size is not None and self.chunk_size != -1 and self.chunk_size <= 0:
             raise MegaConfigError(
-                "{chunk_size} must be a positive number of tokens (or -1 for no chunking), got {value}", value=self.chunk_size
+                "{chunk_size} must be a positive number of tokens (or -1 for no chunking), got {value}",
+                value=self.chunk_size,
             )
         if self.truncation is not None and self.truncation <= 0:
-            raise MegaConfigError("{truncation} must be a positive kernel length or None, got {value}", value=self.truncation)
+            raise MegaConfigError(
+                "{truncation} must be a positive kernel length or None, got {value}", value=self.truncation
+            )
         if self.causal and self.bidirectional:
             raise MegaConfigError("a causal (decoder) layer cannot use a bidirectional EMA: set {bidirectional}=False")
         if self.cross_attention and not self.causal:

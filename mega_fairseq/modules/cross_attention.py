@@ -8,6 +8,7 @@ The relative bias relates target position i to source position j (as in the orig
 Incremental state: {"cross_key": (B, S, z), "cross_value": (B, S, D), "cross_padding": (B, S) bool},
 computed once from the encoder output and reused at every decoding step.
 """
+
 from typing import Optional, Tuple
 
 import torch
@@ -46,7 +47,9 @@ class GatedCrossAttention(nn.Module):
         """encoder_out (B, S, D) -> cached keys/values for every later call."""
         state = {"cross_key": self.k_proj(encoder_out), "cross_value": self.activation(self.v_proj(encoder_out))}
         if encoder_padding_mask is not None:
-            state["cross_padding"] = check_padding_mask(encoder_padding_mask, *encoder_out.shape[:2], what="encoder_padding_mask")
+            state["cross_padding"] = check_padding_mask(
+                encoder_padding_mask, *encoder_out.shape[:2], what="encoder_padding_mask"
+            )
         return state
 
     def forward(
@@ -64,7 +67,9 @@ class GatedCrossAttention(nn.Module):
         cfg = self.cfg
         if state is None or "cross_key" not in state:
             if encoder_out is None:
-                raise ValueError("gated cross-attention needs encoder_out (or a state that already holds its projection)")
+                raise ValueError(
+                    "gated cross-attention needs encoder_out (or a state that already holds its projection)"
+                )
             state = self.project_encoder(encoder_out, encoder_padding_mask)
         key, value, key_padding = state["cross_key"], state["cross_value"], state.get("cross_padding")
         residual = x

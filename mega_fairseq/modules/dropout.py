@@ -1,11 +1,13 @@
 """Element or feature dropout for (batch, ..., dim) tensors."""
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 
 class MegaDropout(nn.Module):
-    """With `featurewise`, one keep/drop draw per (sample, feature) shared over all positions (Mega's feature dropout)."""
+    """With `featurewise`, one keep/drop draw per (sample, feature) shared over all positions (Mega's feature
+    dropout)."""
 
     def __init__(self, p: float, featurewise: bool = False):
         super().__init__()

@@ -2,7 +2,7 @@
 
 For every model channel d and expansion dimension n (N of them):
 
-    h_t[d, n] = p[d, n] * beta[d, n] * x_t[d] + q[d, n] * h_{t-1}[d, n],   p = sigmoid(delta), q = 1 - p * sigmoid(alpha)
+    h_t[d, n] = p[d, n] * beta[d, n] * x_t[d] + q[d, n] * h_{t-1}[d, n],  p = sigmoid(delta), q = 1 - p * sigmoid(alpha)
     ema_t[d]  = sum_n gamma[d, n] / sqrt(N) * h_t[d, n]
     y_t       = silu(ema_t + omega[d] * x_t)
 
@@ -12,6 +12,7 @@ carried state h (batch, D, N).  Kernel and FFT are computed in fp32 whatever the
 (and with autocast off), so positions past 2048 stay exact under fp16/bf16.  A bidirectional EMA
 has 2D kernel rows: the first D look back, the last D look forward (both include the current token).
 """
+
 import functools
 import math
 from typing import Optional, Tuple
@@ -64,7 +65,11 @@ class MultiHeadDampedEMA(nn.Module):
         """Returns (input weight p*beta, decay q, output weight gamma/sqrt(N)), each (rows, N) in fp32."""
         p = torch.sigmoid(self.damping_factor.float())
         q = 1.0 - p * torch.sigmoid(self.decay_factor.float())
-        return (p * self.ema_expansion_matrix.float()).squeeze(-1), q.squeeze(-1), self.kernel_projection_matrix.float() * self.scale
+        return (
+            (p * self.ema_expansion_matrix.float()).squeeze(-1),
+            q.squeeze(-1),
+            self.kernel_projection_matrix.float() * self.scale,
+        )
 
     def _powers(self, q: Tensor, start: int, length: int, step: int = 1) -> Tensor:
         """q ** t for t = start, start+step, ... (length values): (rows, N, length) in fp32.
@@ -99,7 +104,11 @@ class MultiHeadDampedEMA(nn.Module):
 
     @_autocast_off
     def forward(
-        self, x: Tensor, padding_mask: Optional[Tensor] = None, state: Optional[Tensor] = None, return_state: bool = False
+        self,
+        x: Tensor,
+        padding_mask: Optional[Tensor] = None,
+        state: Optional[Tensor] = None,
+        return_state: bool = False,
     ) -> Tuple[Tensor, Optional[Tensor]]:
         """x: (batch, length, D); padding_mask: (batch, length) bool, True at padding (zeroed before the EMA).
 
@@ -110,7 +119,9 @@ class MultiHeadDampedEMA(nn.Module):
         if dim != self.embed_dim:
             raise ValueError(f"EMA expects inputs of width {self.embed_dim}, got {dim}")
         if self.bidirectional and (state is not None or return_state):
-            raise ValueError("a bidirectional EMA has no recurrent state; streaming and decoding need bidirectional=False")
+            raise ValueError(
+                "a bidirectional EMA has no recurrent state; streaming and decoding need bidirectional=False"
+            )
         if padding_mask is not None:
             x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
         residual = x * self.residual_weight
@@ -158,4 +169,7 @@ class MultiHeadDampedEMA(nn.Module):
         return torch.fft.irfft(x_fft * k_fft, n=n)[..., :length]
 
     def extra_repr(self) -> str:
-        return f"embed_dim={self.embed_dim}, n_dim={self.n_dim}, bidirectional={self.bidirectional}, truncation={self.truncation}"
+        return (
+            f"embed_dim={self.embed_dim}, n_dim={self.n_dim}, bidirectional={self.bidirectional}, "
+            f"truncation={self.truncation}"
+        )

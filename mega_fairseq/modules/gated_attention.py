@@ -12,6 +12,7 @@ number of chunks and cropped back; padded positions are masked.  Incremental sta
 {"ema": (B, D, N) fp32, "key": (B, c, z), "value": (B, c, H), "key_padding": (B, c) bool or absent}
 where c counts the tokens of the current chunk (all past tokens when unchunked).
 """
+
 from typing import Optional, Tuple
 
 import torch
@@ -97,7 +98,9 @@ class MovingAverageGatedAttention(nn.Module):
         if cfg.normalize_before:
             x = self.norm(x, padding_mask)
         value = self.activation(self.v_proj(x))
-        ema_out, ema_state = self.ema(x, padding_mask, state=None if state is None else state["ema"], return_state=streaming)
+        ema_out, ema_state = self.ema(
+            x, padding_mask, state=None if state is None else state["ema"], return_state=streaming
+        )
         base = self.mx_proj(self.dropout(ema_out))
         u, zr, hx = base.split([cfg.embed_dim, cfg.z_dim + cfg.hidden_dim, cfg.embed_dim], dim=-1)
         z, r = F.silu(zr).split([cfg.z_dim, cfg.hidden_dim], dim=-1)
@@ -138,15 +141,26 @@ class MovingAverageGatedAttention(nn.Module):
             new = torch.zeros(bsz, new_len, dtype=torch.bool, device=device)
         return torch.cat([prev, new], dim=1)
 
-    def _attention(self, query: Tensor, key: Tensor, value: Tensor, key_padding: Optional[Tensor], offset: int) -> Tensor:
+    def _attention(
+        self, query: Tensor, key: Tensor, value: Tensor, key_padding: Optional[Tensor], offset: int
+    ) -> Tensor:
         """query (B, L, z) at positions offset..offset+L-1 of the keys (B, offset+L, z) -> (B, L, H)."""
         cfg = self.cfg
         length, total = query.size(1), key.size(1)
         dropout_p = cfg.attention_dropout if self.training else 0.0
-        common = dict(activation=cfg.attention_activation, rel_pos_bias=self.rel_pos_bias, causal=cfg.causal, dropout_p=dropout_p)
+        common = dict(
+            activation=cfg.attention_activation, rel_pos_bias=self.rel_pos_bias, causal=cfg.causal, dropout_p=dropout_p
+        )
         if not cfg.chunked or total <= cfg.chunk_size:
             mask = None if key_padding is None else key_padding.unsqueeze(1)
-            out = attend(query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1), q_start=offset, key_padding_mask=mask, **common)
+            out = attend(
+                query.unsqueeze(1),
+                key.unsqueeze(1),
+                value.unsqueeze(1),
+                q_start=offset,
+                key_padding_mask=mask,
+                **common,
+            )
             return out.squeeze(1)
         if offset:  # align queries with their keys; the rows before them are dropped below
             query = F.pad(query, (0, 0, offset, 0))

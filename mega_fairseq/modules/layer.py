@@ -3,6 +3,7 @@
 Encoder and decoder layers are the same module; the config decides (bidirectional EMA for
 encoders; causal=True for decoders, plus cross_attention=True inside encoder-decoder models).
 """
+
 from typing import Optional, Tuple
 
 from torch import Tensor, nn
@@ -37,7 +38,9 @@ class MegaLayer(nn.Module):
         `position` is the absolute index of x's first token (decoding), used by cross-attention's bias."""
         x, next_state = self.mega_layer(x, padding_mask, state=state, return_state=return_state)
         if self.cross_attn is not None:
-            x, cross_state = self.cross_attn(x, encoder_out, encoder_padding_mask, padding_mask, state=state, position=position)
+            x, cross_state = self.cross_attn(
+                x, encoder_out, encoder_padding_mask, padding_mask, state=state, position=position
+            )
             if next_state is not None:
                 next_state.update({k: v for k, v in cross_state.items() if k.startswith("cross_")})
         if self.nffn is not None:

@@ -1,4 +1,5 @@
 """Padding masks: (batch, length) bool tensors, True at padding positions."""
+
 from typing import Optional
 
 import torch

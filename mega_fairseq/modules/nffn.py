@@ -1,4 +1,5 @@
 """Normalized feed-forward network: y = x + fc2(act(fc1(norm(x)))) (pre-norm) or norm(x + ...) (post-norm)."""
+
 from typing import Optional
 
 from torch import Tensor, nn

@@ -9,6 +9,7 @@ torch.nn (weight, bias, running_mean, running_var, num_batches_tracked).
 `NORMS` is the registry (name -> builder(dim, eps, affine)); `NORM_TYPES` (its names) is the vocabulary
 that `MegaLayerConfig` validates and the fairseq models offer as `--normalization-type`.
 """
+
 import functools
 from typing import Optional
 
@@ -86,7 +87,9 @@ class MaskedBatchNorm(nn.Module):
         shape = x.shape
         flat = x.reshape(-1, self.dim)
         if not self.training:
-            return F.batch_norm(flat, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps).view(shape)
+            return F.batch_norm(
+                flat, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+            ).view(shape)
         has_padding = padding_mask is not None and bool(padding_mask.any())
         if not has_padding and not self._synced():
             # fast path: torch's fused kernel, identical to nn.BatchNorm1d over (batch, dim, length)
@@ -94,7 +97,9 @@ class MaskedBatchNorm(nn.Module):
             return F.batch_norm(
                 flat, self.running_mean, self.running_var, self.weight, self.bias, True, self.momentum, self.eps
             ).view(shape)
-        keep = torch.ones(flat.size(0), 1, dtype=torch.float32, device=flat.device)  # fp32: exact counts past 2048 tokens
+        keep = torch.ones(
+            flat.size(0), 1, dtype=torch.float32, device=flat.device
+        )  # fp32: exact counts past 2048 tokens
         if has_padding:
             keep = (~padding_mask).reshape(-1, 1).float()
         stats = torch.cat([keep.sum(0), (flat.float() * keep).sum(0), (flat.float().pow(2) * keep).sum(0)])
@@ -118,7 +123,9 @@ class MaskedBatchNorm(nn.Module):
 
 NORMS = {
     "scalenorm": lambda dim, eps, affine: ScaleNorm(eps, affine),
-    "layernorm": lambda dim, eps, affine: (apex_layer_norm_class() or LayerNorm)(dim, eps=eps, elementwise_affine=affine),
+    "layernorm": lambda dim, eps, affine: (apex_layer_norm_class() or LayerNorm)(
+        dim, eps=eps, elementwise_affine=affine
+    ),
     "rmsnorm": lambda dim, eps, affine: RMSNorm(dim, eps, affine),
     "batchnorm": lambda dim, eps, affine: MaskedBatchNorm(dim, eps=eps, affine=affine),
     "syncbatchnorm": lambda dim, eps, affine: MaskedBatchNorm(dim, eps=eps, affine=affine, sync=True),

@@ -4,6 +4,7 @@ Both return bias[i, j] for query positions i in [q_start, q_start + q_len) and k
 j in [0, k_len), as a (q_len, k_len) tensor.  Full attention uses q_start=0, q_len=k_len; a
 decoding step uses q_start=k_len-1, q_len=1.
 """
+
 import math
 
 import torch
@@ -30,7 +31,8 @@ class SimpleRelativePositionalBias(nn.Module):
         span = max(k_len, q_start + q_len)
         if span > self.max_positions:
             raise ValueError(
-                f"sequence of {span} positions is longer than the simple relative bias supports ({self.max_positions}); "
+                f"sequence of {span} positions is longer than the simple relative bias supports "
+                f"({self.max_positions}); "
                 "use chunking (chunk_size), a larger max_positions, or rel_pos_bias='rotary'"
             )
         offsets = torch.arange(k_len, device=self.rel_pos_bias.device).unsqueeze(0) - torch.arange(

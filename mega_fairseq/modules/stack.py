@@ -4,6 +4,7 @@ The HF-compatible structure is: word embeddings (+ token-type embeddings) -> lay
 embedding scale, embedding norm or final norm.  The original fork's LM recipes add an
 embedding scale (sqrt(D)) and a final norm; both are options here.
 """
+
 import math
 from typing import List, Optional, Tuple
 
@@ -43,12 +44,20 @@ class MegaStack(nn.Module):
         self.embed_token_types = nn.Embedding(type_vocab_size, cfg.embed_dim) if type_vocab_size > 0 else None
         if self.embed_token_types is not None:
             nn.init.normal_(self.embed_token_types.weight, 0.0, 0.02)
-        self.embed_norm = build_norm(cfg.normalization_type, cfg.embed_dim, cfg.norm_eps, cfg.norm_affine) if normalize_embedding else None
+        self.embed_norm = (
+            build_norm(cfg.normalization_type, cfg.embed_dim, cfg.norm_eps, cfg.norm_affine)
+            if normalize_embedding
+            else None
+        )
         self.embedding_dropout = MegaDropout(embedding_dropout, cfg.feature_dropout)
         self.layers = nn.ModuleList([MegaLayer(cfg) for _ in range(num_layers)])
-        self.final_norm = build_norm(cfg.normalization_type, cfg.embed_dim, cfg.norm_eps, final_norm_affine) if final_norm else None
+        self.final_norm = (
+            build_norm(cfg.normalization_type, cfg.embed_dim, cfg.norm_eps, final_norm_affine) if final_norm else None
+        )
 
-    def embed(self, tokens: Tensor, token_types: Optional[Tensor] = None, padding_mask: Optional[Tensor] = None) -> Tensor:
+    def embed(
+        self, tokens: Tensor, token_types: Optional[Tensor] = None, padding_mask: Optional[Tensor] = None
+    ) -> Tensor:
         x = self.embed_tokens(tokens)
         if self.embed_scale != 1.0:
             x = x * self.embed_scale
@@ -56,7 +65,9 @@ class MegaStack(nn.Module):
             if token_types is None:
                 token_types = torch.zeros_like(tokens)
             elif token_types.shape != tokens.shape:
-                raise ValueError(f"token_types must have the shape of tokens {tuple(tokens.shape)}, got {tuple(token_types.shape)}")
+                raise ValueError(
+                    f"token_types must have the shape of tokens {tuple(tokens.shape)}, got {tuple(token_types.shape)}"
+                )
             x = x + self.embed_token_types(token_types)
         elif token_types is not None:
             raise ValueError("token_types given but this model has no token-type embeddings (type_vocab_size=0)")

@@ -6,6 +6,7 @@ block) to the next.  Self-attention (`gated_attention.py`) keeps
 c counting the tokens of the current chunk; cross-attention (`cross_attention.py`) keeps the projected
 encoder output and its padding ("cross_padding": (B, S) bool).
 """
+
 from typing import Dict
 
 from torch import Tensor

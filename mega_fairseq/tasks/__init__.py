@@ -11,4 +11,5 @@
 Importing this package (or any module in it) loads `mega_fairseq.plugin`, which registers every
 model, task and criterion; a new task module is added to its ``REGISTERING_MODULES``.
 """
+
 from .. import plugin  # noqa: F401

@@ -4,6 +4,7 @@ One input dictionary (`self.dictionary`), the task's `--max-positions` passed to
 head registered when the model is built (`register_head`), and evaluation batches that keep
 every example (`KeepAllEvalBatchesMixin`).
 """
+
 import contextlib
 
 from fairseq.tasks import FairseqTask

@@ -14,9 +14,10 @@ token-type embeddings).  Contexts longer than the window (``--max-positions`` mi
 are split into overlapping windows ``--doc-stride`` tokens apart (`mega_fairseq.data.qa_windows`).
 Training iterates over windows (target: the first gold span, or `<s>` when the window lacks it);
 validation batches whole examples, and the criterion `mega_extractive_qa` picks the best span across
-each example's windows (every example: `_eval_batches`) and scores exact match and F1 (SQuAD, on the answer text when "answers",
-"context" and "offsets" are given, else on token spans).
+each example's windows (every example: `_eval_batches`) and scores exact match and F1 (SQuAD, on the answer
+text when "answers", "context" and "offsets" are given, else on token spans).
 """
+
 import json
 import logging
 import os
@@ -36,12 +37,18 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ExtractiveQAConfig(FairseqDataclass):
-    data: str = field(default=MISSING, metadata={"help": "data-bin directory with input0/ (questions), input1/ (contexts), label/"})
+    data: str = field(
+        default=MISSING, metadata={"help": "data-bin directory with input0/ (questions), input1/ (contexts), label/"}
+    )
     max_positions: int = field(default=512, metadata={"help": "tokens per input window, specials included"})
-    doc_stride: int = field(default=128, metadata={"help": "step between the starts of consecutive context windows (tokens)"})
+    doc_stride: int = field(
+        default=128, metadata={"help": "step between the starts of consecutive context windows (tokens)"}
+    )
     max_question_len: int = field(default=64, metadata={"help": "questions are cut to this many tokens"})
     max_answer_len: int = field(default=30, metadata={"help": "longest predicted answer (tokens)"})
-    classification_head_name: str = field(default="question_answering_head", metadata={"help": "name of the model's span head"})
+    classification_head_name: str = field(
+        default="question_answering_head", metadata={"help": "name of the model's span head"}
+    )
     no_shuffle: bool = field(default=False, metadata={"help": "keep the training windows in file order (within sizes)"})
     train_subset: str = II("dataset.train_subset")
     seed: int = II("common.seed")
@@ -50,7 +57,9 @@ class ExtractiveQAConfig(FairseqDataclass):
 def read_labels(path: str, count: int):
     """(spans, meta) from a label jsonl file with `count` lines; ValueError naming the line on bad input."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} missing: the answer spans of this split (scripts/prepare_extractive_qa.py writes it)")
+        raise FileNotFoundError(
+            f"{path} missing: the answer spans of this split (scripts/prepare_extractive_qa.py writes it)"
+        )
     spans, meta = [], []
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
@@ -58,10 +67,14 @@ def read_labels(path: str, count: int):
                 record = json.loads(line)
                 spans.append([(int(s), int(e)) for s, e in record.get("spans", [])])
             except (ValueError, TypeError) as error:
-                raise ValueError(f"{path}:{number}: not a JSON object with 'spans': [[start, end], ...] ({error})") from None
+                raise ValueError(
+                    f"{path}:{number}: not a JSON object with 'spans': [[start, end], ...] ({error})"
+                ) from None
             meta.append(record)
     if len(spans) != count:
-        raise ValueError(f"{path}: {len(spans)} lines but {count} questions; the label file needs one line per question")
+        raise ValueError(
+            f"{path}: {len(spans)} lines but {count} questions; the label file needs one line per question"
+        )
     return spans, meta
 
 
@@ -87,7 +100,9 @@ class ExtractiveQATask(EncoderHeadTask):
 
         questions, contexts = load("input0"), load("input1")
         if len(questions) != len(contexts):
-            raise ValueError(f"{self.cfg.data}: {len(questions)} questions but {len(contexts)} contexts in split '{split}'")
+            raise ValueError(
+                f"{self.cfg.data}: {len(questions)} questions but {len(contexts)} contexts in split '{split}'"
+            )
         spans, meta = read_labels(os.path.join(self.cfg.data, "label", f"{split}.jsonl"), len(questions))
         training = split in str(self.cfg.train_subset).split(",")
         dataset = QAWindowDataset(

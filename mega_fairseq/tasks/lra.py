@@ -15,6 +15,7 @@ A batch is ``{"id", "net_input": {"src_tokens" (B, T), "src_lengths" (B,)[, "src
 "src1_lengths"]}, "target" (B,), "nsentences", "ntokens"}``; token inputs are right-padded,
 pixel inputs are float (B, H*W).  Use with `--arch mega_lra_*` and `--criterion lra_cross_entropy`.
 """
+
 import logging
 import os
 from dataclasses import dataclass, field
@@ -51,14 +52,20 @@ PREPARE_HINT = "write it with scripts/prepare_lra.py TASK RAW_DIR OUT_DIR"
 @dataclass
 class LRATaskConfig(FairseqDataclass):
     data: str = field(default=MISSING, metadata={"help": "data directory with src-bin/ (and src1-bin/) and label-bin/"})
-    truncate_source: Optional[int] = field(default=None, metadata={"help": "keep the first N tokens/pixels of every input"})
-    no_shuffle: bool = field(default=False, metadata={"help": "keep the data order (otherwise shuffled once, then batched by length)"})
+    truncate_source: Optional[int] = field(
+        default=None, metadata={"help": "keep the first N tokens/pixels of every input"}
+    )
+    no_shuffle: bool = field(
+        default=False, metadata={"help": "keep the data order (otherwise shuffled once, then batched by length)"}
+    )
     seed: int = II("common.seed")
 
 
 @dataclass
 class LRAImageConfig(LRATaskConfig):
-    pixel_normalization: List[float] = field(default_factory=lambda: [0.5, 0.5], metadata={"help": "mean,std of pixels scaled to [0, 1]"})
+    pixel_normalization: List[float] = field(
+        default_factory=lambda: [0.5, 0.5], metadata={"help": "mean,std of pixels scaled to [0, 1]"}
+    )
 
 
 class PixelDataset(BaseWrapperDataset):
@@ -129,21 +136,32 @@ class _LRATask(KeepAllEvalBatchesMixin, FairseqTask):
         sizes = np.asarray(dataset.sizes)
         if (sizes != 2).any():
             i = int(np.nonzero(sizes != 2)[0][0])
-            raise ValueError(f"{self._path('label-bin', split)}: example {i} has {sizes[i] - 1} label tokens; expected exactly one label per line")
+            raise ValueError(
+                f"{self._path('label-bin', split)}: example {i} has {sizes[i] - 1} label tokens; expected exactly one "
+                "label per line"
+            )
         ids = np.array([int(dataset[i][0]) for i in range(len(dataset))], dtype=np.int64)
         special = ids < self.label_dictionary.nspecial
         if special.any():
             i = int(np.nonzero(special)[0][0])
-            raise ValueError(f"{self._path('label-bin', split)}: example {i} has the special label {self.label_dictionary[ids[i]]!r}; "
-                             "labels must be symbols of label-bin/dict.txt")
+            raise ValueError(
+                f"{self._path('label-bin', split)}: example {i} has the special label "
+                f"{self.label_dictionary[ids[i]]!r}; "
+                "labels must be symbols of label-bin/dict.txt"
+            )
         return ids - self.label_dictionary.nspecial
 
     def _finish(self, split: str, net_input: dict, sizes: np.ndarray, labels: np.ndarray, ntokens):
         if len(labels) != len(sizes):
             raise ValueError(f"{self.cfg.data}: split {split!r} has {len(sizes)} inputs but {len(labels)} labels")
         dataset = NestedDictionaryDataset(
-            {"id": IdDataset(), "net_input": net_input, "target": RawLabelDataset(labels.tolist()),
-             "nsentences": NumSamplesDataset(), "ntokens": ntokens},
+            {
+                "id": IdDataset(),
+                "net_input": net_input,
+                "target": RawLabelDataset(labels.tolist()),
+                "nsentences": NumSamplesDataset(),
+                "ntokens": ntokens,
+            },
             sizes=[sizes],
         )
         if not self.cfg.no_shuffle:
@@ -158,8 +176,11 @@ class _LRATask(KeepAllEvalBatchesMixin, FairseqTask):
         model = super().build_model(cfg, from_checkpoint)
         wanted = getattr(cfg, "sentence_class_num", None)
         if self.num_classes is not None and wanted is not None and wanted < self.num_classes:
-            raise ValueError(f"the data has {self.num_classes} classes ({self._path('label-bin', 'dict.txt')}) but the model predicts "
-                             f"{wanted}: set --sentence-class-num {self.num_classes}")
+            raise ValueError(
+                f"the data has {self.num_classes} classes ({self._path('label-bin', 'dict.txt')}) but the model "
+                "predicts "
+                f"{wanted}: set --sentence-class-num {self.num_classes}"
+            )
         return model
 
     def max_positions(self):
@@ -190,14 +211,23 @@ class LRATextTask(_LRATask):
 
     def load_dataset(self, split: str, combine: bool = False, **kwargs):
         src = self._source("src-bin", split)
-        net_input = {"src_tokens": RightPadDataset(src, pad_idx=self.dictionary.pad()), "src_lengths": NumelDataset(src, reduce=False)}
+        net_input = {
+            "src_tokens": RightPadDataset(src, pad_idx=self.dictionary.pad()),
+            "src_lengths": NumelDataset(src, reduce=False),
+        }
         sizes = np.asarray(src.sizes)
         ntokens = NumelDataset(src, reduce=True)
         if self.paired:
             src1 = self._source("src1-bin", split)
             if len(src1) != len(src):
-                raise ValueError(f"{self.cfg.data}: split {split!r} has {len(src)} first documents but {len(src1)} second documents (src1-bin)")
-            net_input.update(src1_tokens=RightPadDataset(src1, pad_idx=self.dictionary.pad()), src1_lengths=NumelDataset(src1, reduce=False))
+                raise ValueError(
+                    f"{self.cfg.data}: split {split!r} has {len(src)} first documents but {len(src1)} second documents "
+                    "(src1-bin)"
+                )
+            net_input.update(
+                src1_tokens=RightPadDataset(src1, pad_idx=self.dictionary.pad()),
+                src1_lengths=NumelDataset(src1, reduce=False),
+            )
             sizes = np.maximum(sizes, np.asarray(src1.sizes))
         return self._finish(split, net_input, sizes, self._labels(split), ntokens)
 
@@ -209,7 +239,10 @@ class LRAImageTask(_LRATask):
     @classmethod
     def setup_task(cls, cfg: LRAImageConfig, **kwargs):
         if len(cfg.pixel_normalization) != 2 or cfg.pixel_normalization[1] <= 0:
-            raise ValueError(f"--pixel-normalization takes mean,std with std > 0 (e.g. 0.48,0.24), got {list(cfg.pixel_normalization)}")
+            raise ValueError(
+                f"--pixel-normalization takes mean,std with std > 0 (e.g. 0.48,0.24), got "
+                f"{list(cfg.pixel_normalization)}"
+            )
         label_dictionary = None
         if not os.path.isdir(os.path.join(cfg.data, "label")):
             label_dictionary = cls._load_label_dictionary(cfg.data)
@@ -233,8 +266,11 @@ class LRAImageTask(_LRATask):
         sizes = np.asarray(raw.sizes)
         if len(sizes) and (sizes != sizes[0]).any():
             i = int(np.nonzero(sizes != sizes[0])[0][0])
-            raise ValueError(f"{self.cfg.data}: split {split!r} mixes image sizes ({sizes[0]} pixels for example 0, {sizes[i]} for example {i}); "
-                             "every image of a task must have the same size")
+            raise ValueError(
+                f"{self.cfg.data}: split {split!r} mixes image sizes ({sizes[0]} pixels for example 0, {sizes[i]} for "
+                f"example {i}); "
+                "every image of a task must have the same size"
+            )
         mean, std = self.cfg.pixel_normalization
         src = PixelDataset(raw, mean, std)
         if self.cfg.truncate_source:

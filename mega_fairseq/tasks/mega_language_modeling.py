@@ -37,6 +37,7 @@ Notes:
   memory and time grow with the stream; a `simple` relative bias is also limited to
   `max_positions` then.  Streaming is meant for chunked models (a warning says so).
 """
+
 import logging
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
@@ -149,11 +150,18 @@ class MegaLanguageModelingTask(LanguageModelingTask):
         if context_window > 0:
             raise ValueError("--stream-state already gives every token its whole history; drop --context-window")
         if self.args.add_bos_token:
-            raise ValueError("--stream-state cannot be used with --add-bos-token (a bos in every block breaks the stream)")
+            raise ValueError(
+                "--stream-state cannot be used with --add-bos-token (a bos in every block breaks the stream)"
+            )
         if self.args.pad_to_fixed_length or self.args.pad_to_fixed_bsz:
-            raise ValueError("--stream-state cannot be used with --pad-to-fixed-length/--pad-to-fixed-bsz (padding inside the stream)")
+            raise ValueError(
+                "--stream-state cannot be used with --pad-to-fixed-length/--pad-to-fixed-bsz (padding inside the "
+                "stream)"
+            )
         if isinstance(max_positions, int) and len(dataset) > 0 and int(dataset.sizes.max()) > max_positions:
-            raise ValueError(f"a block of {int(dataset.sizes.max())} tokens exceeds the model's {max_positions} positions")
+            raise ValueError(
+                f"a block of {int(dataset.sizes.max())} tokens exceeds the model's {max_positions} positions"
+            )
         # the blocks in stream order, one per batch (fairseq's own batching sorts them by length);
         # shards get contiguous ranges of blocks, each its own stream
         count = len(dataset)

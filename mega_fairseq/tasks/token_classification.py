@@ -15,6 +15,7 @@ the size of `label/dict.txt`; the model gets a head of that size named
 Validation batches keep every sentence (`_eval_batches`).
 Criterion: `mega_token_classification` (token accuracy; entity precision/recall/F1 of BIO tags).
 """
+
 import logging
 import os
 from dataclasses import dataclass, field
