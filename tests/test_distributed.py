@@ -141,13 +141,9 @@ def combined_batch():
 
 
 def syncbn_worker(rank, init_file, out_dir):
-    import importlib.util
+    # the building blocks import torch only, so the spawned processes skip importing fairseq (seconds each)
+    from mega_fairseq.modules.norms import MaskedBatchNorm
 
-    # norms.py needs only torch: load it alone, so the spawned processes skip importing fairseq (seconds each)
-    spec = importlib.util.spec_from_file_location("_norms", REPO / "mega_fairseq/modules/norms.py")
-    norms = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(norms)
-    MaskedBatchNorm = norms.MaskedBatchNorm
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
         x, mask, upstream, weight, bias = combined_batch()
@@ -169,6 +165,7 @@ def syncbn_worker(rank, init_file, out_dir):
             },
             os.path.join(out_dir, f"rank{rank}.pt"),
         )
+        dist.barrier()  # both ranks done with their collectives before either tears gloo down
     finally:
         dist.destroy_process_group()
 
