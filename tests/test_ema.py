@@ -124,3 +124,70 @@ def test_kernel_matches_float64_powers(length):
     kernel = ema.kernel(length)
     assert kernel.shape == (2 * D, length) and kernel.dtype == torch.float32
     assert (kernel.double() - reference).abs().max() < 1e-6
+
+
+def windowed_reference(ema, x):
+    """Direct float64 sum of the truncated EMA: y_t = silu(sum_{l < T} k_l x_{t-l} + omega x_t)."""
+    w_in, q, w_out = (t.double() for t in ema.coefficients())
+    length = x.size(1)
+    kernel = torch.einsum("dn,dnl->dl", w_in * w_out, q.unsqueeze(-1) ** torch.arange(length, dtype=torch.float64))
+    kernel[:, ema.truncation :] = 0.0
+    xd = x.double()
+    out = torch.stack(
+        [sum(kernel[:, lag] * xd[:, t - lag] for lag in range(t + 1)) for t in range(length)], 1
+    )  # (batch, length, D)
+    return torch.nn.functional.silu(out + xd * ema.residual_weight.double())
+
+
+@pytest.mark.parametrize("truncation", [1, 2, 5])
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+def test_truncated_stream_blocks_equal_tokens_one_at_a_time_and_the_full_forward(truncation, dtype, tol):
+    """The decoding rule with truncation T: blocks fed with the carried state == the same tokens fed one at a time
+    == one full (training) forward, at every position, also far past T; the state holds <= T - 1 inputs."""
+    ema = make(truncation=truncation).to(dtype)
+    x = torch.randn(2, 23, D, dtype=dtype)
+    full, _ = ema(x)
+    assert (full.double() - windowed_reference(ema, x)).abs().max() <= tol
+    state, steps = ema.default_state(2), []
+    for t in range(23):
+        y, state = ema(x[:, t : t + 1], state=state, return_state=True)
+        steps.append(y)
+        assert state.shape == (2, D, min(t + 1, truncation - 1)) and state.dtype == dtype
+    state, blocks, start = None, [], 0
+    for size in [3, 1, 7, 1, 11]:  # a prompt, single tokens, blocks longer than T
+        y, state = ema(x[:, start : start + size], state=state, return_state=True)
+        blocks.append(y)
+        start += size
+    steps, blocks = torch.cat(steps, 1), torch.cat(blocks, 1)
+    assert (steps - full).abs().max() <= tol
+    assert (blocks - full).abs().max() <= tol
+    assert (blocks - steps).abs().max() <= tol
+    # `step` (the one-token entry point) follows the same rule
+    ema_t, _ = ema.step(x[:, 5], state=x[:, 5 - min(5, truncation - 1) : 5].transpose(1, 2))
+    y5 = torch.nn.functional.silu(ema_t.to(dtype) + x[:, 5] * ema.residual_weight)
+    assert (y5 - full[:, 5]).abs().max() <= tol
+
+
+def test_truncated_stream_with_padding_and_a_wrong_state():
+    """Padding is zeroed before the EMA in the window too (the full forward's view of a padded batch); a state that
+    is not a window of this EMA is refused."""
+    ema = make(truncation=4)
+    x = torch.randn(2, 12, D)
+    mask = torch.zeros(2, 12, dtype=torch.bool)
+    mask[1, 2:5] = True
+    full, _ = ema(x, mask)
+    state, outs = None, []
+    for start, size in [(0, 3), (3, 1), (4, 6), (10, 2)]:
+        y, state = ema(x[:, start : start + size], mask[:, start : start + size], state=state, return_state=True)
+        outs.append(y)
+    assert (torch.cat(outs, 1) - full).abs().max() <= 1e-5
+    with pytest.raises(ValueError, match="truncation 4 carries at most 3"):
+        ema(x[:, :1], state=torch.zeros(2, D, 4))
+
+
+def test_float64_module_computes_in_float64():
+    ema = make(bidirectional=True).double()
+    x = torch.randn(2, 37, D, dtype=torch.float64)
+    y, _ = ema(x)
+    assert ema.kernel(5).dtype == torch.float64 and y.dtype == torch.float64
+    assert (y - reference(ema, x)).abs().max() <= 1e-12

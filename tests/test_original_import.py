@@ -74,7 +74,7 @@ def fork_layer_key(name: str, variant: str) -> str:
         return f"{block}.norm.norm.{rest[5:]}"
     if rest.startswith("ema."):
         fork = OUR_EMA_TO_FORK[rest[4:]]
-        if variant == "v2":  # v2: p = sigmoid(alpha)
+        if variant in ("v2", "v3"):  # v2, v3: p = sigmoid(alpha)
             fork = {"delta": "alpha", "alpha": "delta"}.get(fork, fork)
         return f"{block}.move.{fork}"
     return {
@@ -114,8 +114,17 @@ def to_fork(
                     _, index, name = inner.split(".", 2)
                     fork = f"{theirs}layers.{index}.{fork_layer_key(name, variant)}"
                     if (
+                        name.startswith("mega_layer.ema.ema_expansion_matrix")
+                        and variant == "v3"
+                        and value.size(0) == 2 * state[key.replace("ema_expansion_matrix", "residual_weight")].numel()
+                    ):  # v3: the fork's backward rows' beta = ours * q
+                        p = torch.sigmoid(state[key.replace("ema_expansion_matrix", "damping_factor")].double())
+                        q = 1.0 - p * torch.sigmoid(state[key.replace("ema_expansion_matrix", "decay_factor")].double())
+                        rows = value.size(0) // 2
+                        value = torch.cat([value[:rows].double(), value[rows:].double() * q[rows:]]).float()
+                    if (
                         name.startswith("mega_layer.ema.residual_weight")
-                        and variant == "v2"
+                        and variant in ("v2", "v3")
                         and state[key.replace("residual_weight", "damping_factor")].size(0) == 2 * value.numel()
                     ):
                         prefix = key[: -len("residual_weight")]
@@ -185,7 +194,7 @@ def assert_same_tensors(fork_state, imported_state, kind, **layout):
     for key, value in fork_state.items():
         if key.endswith(("_float_tensor", "version")):  # carry no trained value
             continue
-        if key.endswith("move.omega") and layout.get("variant") == "v2":
+        if key.endswith(("move.omega", "move.beta")) and layout.get("variant") in ("v2", "v3"):
             assert torch.allclose(back[key], value, atol=1e-6, rtol=0), key
         else:
             assert torch.equal(back[key], value), key
@@ -193,7 +202,7 @@ def assert_same_tensors(fork_state, imported_state, kind, **layout):
 
 # ---- the fork's formulas, computed directly from fork-named tensors
 def fork_ema(x, move, variant, bidirectional):
-    """The fork's MultiHeadEMA on x (L, D): direct sums, no FFT."""
+    """The fork's MultiHeadEMA on x (L, D), no truncation: direct sums, no FFT, in float64."""
     p_name, d_name = ("delta", "alpha") if variant == "v1" else ("alpha", "delta")
     p = torch.sigmoid(move[p_name].double())
     q = 1.0 - p * torch.sigmoid(move[d_name].double())
@@ -207,7 +216,10 @@ def fork_ema(x, move, variant, bidirectional):
     for t in range(length):
         for s in range(t + 1):
             y[t] += kernel[:dim, s] * xd[t - s]
-        if bidirectional:
+        if bidirectional and variant == "v3":  # 7d00ee4: the backward kernel applied to x[t + l + 1]
+            for s in range(length - t - 1):
+                y[t] += kernel[dim:, s] * xd[t + s + 1]
+        elif bidirectional:
             for s in range(
                 1 if variant == "v2" else 0, length - t
             ):  # v2 (shift=True): the backward sum starts at the next token
@@ -384,8 +396,8 @@ def lra_data(root, paired: bool):
     return root
 
 
-@pytest.mark.parametrize("variant,paired", [("v1", False), ("v2", True)])
-def test_lra_imports_exactly_for_both_ema_variants(tmp_path, variant, paired):
+@pytest.mark.parametrize("variant,paired,truncation", [("v1", False, 10), ("v2", True, 10), ("v3", False, None)])
+def test_lra_imports_exactly_for_every_ema_variant(tmp_path, variant, paired, truncation):
     data = lra_data(tmp_path / "data", paired)
     ours = dict(
         encoder_layers=2,
@@ -399,7 +411,7 @@ def test_lra_imports_exactly_for_both_ema_variants(tmp_path, variant, paired):
         normalization_type="batchnorm" if not paired else "scalenorm",
         normalize_before=not paired,
         attention_activation_fn="laplace" if not paired else "softmax",
-        truncation_length=10,
+        truncation_length=truncation,
         max_positions=40,
         sentence_class_num=3,
         sen_rep_type="mp" if paired else "cls",
@@ -435,7 +447,7 @@ def test_lra_imports_exactly_for_both_ema_variants(tmp_path, variant, paired):
         encoder_normalize_before=not paired,
         attention_activation_fn=ours["attention_activation_fn"],
         activation_fn="silu",
-        truncation_length=10,
+        truncation_length=truncation,
         max_positions=40,
         sentence_class_num=3,
         sen_rep_type=ours["sen_rep_type"],
@@ -468,6 +480,78 @@ def test_lra_imports_exactly_for_both_ema_variants(tmp_path, variant, paired):
     check_against_fork_formulas(
         imported.encoder.stack, fork_state, "encoder.encoder.layers.0.", variant, bidirectional=True
     )
+
+
+def small_lra(root, variant, truncation):
+    """(data dir, our source model, its fork-format state for `variant`, the fork's args): a 2-layer LRA model."""
+    data = lra_data(root / "data", paired=False)
+    sizes = dict(encoder_layers=2, encoder_embed_dim=16, encoder_hidden_dim=24, encoder_ffn_embed_dim=20)
+    common = dict(rel_pos_bias="simple", attention_activation_fn="softmax", truncation_length=truncation)
+    common.update(max_positions=48, sentence_class_num=3, sen_rep_type="mp", classifier_layers=1)
+    ours = dict(sizes, encoder_z_dim=8, encoder_n_dim=3, encoder_chunk_size=-1, normalization_type="layernorm")
+    _, source = build_source("lra", dict(ours, **common, classifier_out_dim=12), "lra-text", data, seed=5)
+    fork_args = dict(sizes, z_dim=8, n_dim=3, chunk_size=-1, norm_type="layernorm", encoder_normalize_before=False)
+    fork_args.update(common, arch="mega_lra_listop", task="lra-text", layer_type="mega", activation_fn="silu")
+    fork_args.update(classifier_out_dim=12, classifier_activation_fn="gelu", classifier_in_dim=16, input_type="text")
+    return data, source, to_fork(source.state_dict(), "lra", variant=variant), fork_args
+
+
+@pytest.mark.parametrize("variant", ["v2", "v3"])
+def test_shifted_backward_ema_is_exact_in_float64(tmp_path, variant):
+    """The v2 fold (omega) and the v3 reparameterisation (backward beta / q, then omega), applied to a float64 model,
+    give the fork's formula (a literal O(L^2) sum over positions in float64) to 1e-10 at a length of 40."""
+    from mega_fairseq.convert.original import convert_state
+
+    _, source, fork_state, _ = small_lra(tmp_path, variant, truncation=None)
+    fork_state = {k: v.double() if v.is_floating_point() else v for k, v in fork_state.items()}
+    model = source.double()
+    x = torch.randn(40, 16, dtype=torch.float64)
+    diffs = {}
+    for imported_as in ("v2", "v3"):
+        model.load_state_dict(convert_state(fork_state, "lra", model, imported_as, False, "fork.pt"))
+        for i, layer in enumerate(model.encoder.stack.layers):
+            move = {n: fork_state[f"encoder.encoder.layers.{i}.mega_layer.move.{n}"] for n in FORK_EMA}
+            with torch.no_grad():
+                ours, _ = layer.mega_layer.ema(x.unsqueeze(0))
+            assert ours.dtype == torch.float64
+            diff = (ours[0] - fork_ema(x, move, variant, bidirectional=True)).abs().max().item()
+            diffs[imported_as] = max(diffs.get(imported_as, 0.0), diff)
+    assert diffs[variant] <= 1e-10
+    assert diffs["v3" if variant == "v2" else "v2"] > 1e-3  # the two revisions are told apart
+
+
+def test_v3_with_truncation_is_refused_and_a_causal_v3_model_imports(lm_data, tmp_path):
+    data, _, fork_state, fork_args = small_lra(tmp_path, "v3", truncation=10)
+    save_fork(tmp_path / "fork.pt", fork_args, fork_state)
+    out = tmp_path / "out" / "model.pt"
+    with pytest.raises(
+        ConversionError, match=r"--ema-variant v3: .*truncated to 10 positions.*truncation_length to None"
+    ):
+        import_original(str(tmp_path / "fork.pt"), str(out), data=str(data), ema_variant="v3")
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+    # a causal EMA has no backward rows: v3 is v2 there, truncation or not
+    task, source = build_source("mega_lm", LM_OURS, "language_modeling", lm_data)
+    save_fork(tmp_path / "lm.pt", LM_FORK, to_fork(source.state_dict(), "lm", variant="v3"))
+    import_original(str(tmp_path / "lm.pt"), str(out), data=str(lm_data), ema_variant="v3")
+    imported, _ = load_imported(out, lm_data)
+    tokens = torch.randint(4, len(task.target_dictionary), (2, 20))
+    with torch.no_grad():
+        assert (imported(tokens)[0] - source(tokens)[0]).abs().max() <= 1e-6
+
+
+def test_no_truncation_survives_a_preset_that_sets_one(tmp_path):
+    """A fork LRA model without truncation: our mega_lra_listop preset would re-impose 1024 (presets fill unset
+    options, and fairseq reads None as unset), so the import registers it under the base `lra` arch."""
+    from mega_fairseq.modules.ema import MultiHeadDampedEMA
+
+    data, _, fork_state, fork_args = small_lra(tmp_path, "v1", truncation=None)
+    save_fork(tmp_path / "fork.pt", fork_args, fork_state)
+    assert import_original(str(tmp_path / "fork.pt"), str(tmp_path / "a.pt"), data=str(data)) == "lra"
+    imported, _ = load_imported(tmp_path / "a.pt", data)
+    assert {m.truncation for m in imported.modules() if isinstance(m, MultiHeadDampedEMA)} == {None}
+    with pytest.raises(ConversionError, match=r"--arch mega_lra_listop truncates the EMA to \[1024\].*--arch lra"):
+        import_original(str(tmp_path / "fork.pt"), str(tmp_path / "b.pt"), data=str(data), arch="mega_lra_listop")
+    assert not (tmp_path / "b.pt").exists()
 
 
 def test_translation_imports_exactly(tmp_path):

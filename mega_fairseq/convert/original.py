@@ -1,6 +1,6 @@
 """Import a checkpoint of the original facebookresearch/mega fork (fairseq 0.9) as a checkpoint of ours.
 
-    mega-import-original ORIGINAL_CHECKPOINT OUT_CHECKPOINT [--data DIR] [--arch ARCH] [--ema-variant v1|v2]
+    mega-import-original ORIGINAL_CHECKPOINT OUT_CHECKPOINT [--data DIR] [--arch ARCH] [--ema-variant v1|v2|v3]
 
 The fork's checkpoint holds `{"args": argparse.Namespace, "model": state_dict, ...}`.  Its `args.arch`
 picks our model (`mega_lm*` -> `mega_lm`, `mega`/`mega_wmt_en_de*` -> `mega`, `mega_lra_*` -> `lra`), its
@@ -12,14 +12,21 @@ OUT_CHECKPOINT works with `fairseq-train --restore-file`, `fairseq-generate`, `f
 for LRA); without it a language or translation model gets placeholder dictionaries of the right size,
 written beside OUT_CHECKPOINT.  Nothing is written on failure.
 
-EMA variants of the fork (a checkpoint does not record which code trained it):
+EMA variants of the fork (a checkpoint does not record which code trained it), variant -> fork commit:
   v1 (default): the released code (commits 09f1a87, cfc14f2; the published checkpoints; transformers'
       converter): p = sigmoid(delta), q = 1 - p * sigmoid(alpha); both directions of a bidirectional EMA
       include the current token.  Identical to our EMA.
   v2: the later revision (06f2d0e): p = sigmoid(alpha), q = 1 - p * sigmoid(delta), and the backward
-      direction of a bidirectional EMA starts at the next token (`shift=True`).  Imported exactly: the
-      roles of alpha/delta swap, and the backward kernel's first tap k2[0] = sum_n gamma*sqrt(1/N)*p*beta
-      (which our EMA applies to the current token) is subtracted from omega.
+      direction of a bidirectional EMA starts at the next token (`shift=True`) with the kernel's second tap:
+      y_t += sum_{l=1}^{K-1} k2[l] x[t+l].  Imported exactly (any truncation): the roles of alpha/delta
+      swap, and the backward kernel's first tap k2[0] = sum_n gamma*sqrt(1/N)*p*beta (which our EMA applies
+      to the current token) is subtracted from omega.
+  v3: the fork's final revision (7d00ee4, "bug in shift FFTs"): as v2, but the whole backward kernel is
+      shifted by one position: y_t += sum_{l=0}^{K-1} k2[l] x[t+l+1].  Imported exactly without truncation
+      (the derivation is in `fold_shifted_backward_ema`); with `--truncation-length` in a model with a
+      bidirectional EMA it is refused (see there why).  A causal EMA has no backward rows: v3 == v2.
+(K = min(length, truncation) is the kernel length; k2 the backward rows' kernel k2[l] = sum_n c_n q_n^l,
+c_n = gamma_n * sqrt(1/N) * p_n * beta_n.)
 """
 
 import argparse
@@ -35,12 +42,13 @@ import torch
 from .. import plugin  # noqa: F401  registers our models and tasks with fairseq
 from ..models.options import size_options
 from ..modules.activations import ACTIVATIONS
+from ..modules.ema import MultiHeadDampedEMA
 from ..modules.relative_position import recenter_simple_bias
 from .common import KEY_FIELDS, ConversionError, build_dictionary, match_key, staging_dir
 from .hf_import import checkpoint_dict, fairseq_setup, load_exactly
 from .hf_names import SIMPLE_BIAS
 
-EMA_VARIANTS = ("v1", "v2")
+EMA_VARIANTS = ("v1", "v2", "v3")  # the fork's commits: v1 09f1a87/cfc14f2, v2 06f2d0e, v3 7d00ee4
 
 # ---------------------------------------------------------------- name tables (original <-> ours)
 # Patterns: {i} a layer index, {blk} a sub-block of a layer, {rest} any suffix.  First match wins, in
@@ -346,10 +354,54 @@ def _ema_first_backward_tap(state: Dict[str, torch.Tensor], prefix: str) -> torc
     return tap[tap.numel() // 2 :]
 
 
+def fold_shifted_backward_ema(state: Dict[str, torch.Tensor], prefix: str) -> None:
+    """v3 (fork commit 7d00ee4): rewrites one bidirectional EMA's parameters (ours, named `prefix` + ..., after
+    the v2 renaming) in place so that our EMA computes the fork's shifted backward direction exactly.
+
+    The fork (backward rows, per channel; x = 0 past the end, no truncation, so K = length):
+
+        y_t += sum_{l>=0} k2[l] x[t+l+1],   k2[l] = sum_n c_n q_n^l,   c_n = gamma_n sqrt(1/N) p_n beta_n,
+
+    i.e. the input m >= 1 positions ahead gets the tap k2'[m] = k2[m-1] = sum_n (c_n / q_n) q_n^m: the same
+    damped EMA with its input weights divided by q (0 < q = 1 - p sigmoid(delta) < 1, so 1/q is finite).  Our
+    backward rows apply sum_{m>=0} k[m] x[t+m], k[m] = sum_n gamma_n sqrt(1/N) p_n beta_n q_n^m; so with
+
+        beta'_n = beta_n / q_n                      (backward rows; p, q, gamma unchanged)
+        omega'  = omega - sum_n gamma_n sqrt(1/N) p_n beta'_n     (= omega - k2'[0], the tap ours puts on x_t)
+
+    our k'[m] = k2[m-1] for every m >= 1 and the current token's tap cancels against omega: the same output at
+    every position and length.  The forward rows are untouched (v3's causal direction is v2's).
+
+    With truncation T the fork's backward window is m = 1..T (k2[0..T-1]); ours, with the same
+    --truncation-length for both directions, is m = 0..T-1, so the tap k2[T-1] on x[t+T] would be lost on
+    inputs longer than T: moving a kernel window by one is not a change of parameters (and a truncation of T+1
+    would give the forward rows one tap too many), so `convert_state` refuses that case."""
+    p = torch.sigmoid(state[prefix + "damping_factor"].double())
+    q = 1.0 - p * torch.sigmoid(state[prefix + "decay_factor"].double())
+    beta = state[prefix + "ema_expansion_matrix"]
+    rows = beta.size(0) // 2
+    scaled = beta.double().clone()
+    scaled[rows:] = scaled[rows:] / q[rows:]
+    state[prefix + "ema_expansion_matrix"] = scaled.to(beta.dtype)
+
+
 def convert_state(
     original: Dict[str, torch.Tensor], kind: str, model, variant: str, paired: bool, source: str
 ) -> Dict[str, torch.Tensor]:
     """The fork's state dict -> ours for `model`, naming original keys in every complaint."""
+    if variant == "v3":
+        truncated = sorted(
+            {m.truncation for m in model.modules() if isinstance(m, MultiHeadDampedEMA) and m.bidirectional} - {None}
+        )
+        if truncated:
+            raise ConversionError(
+                f"--ema-variant v3: {source} has a bidirectional EMA truncated to {truncated[0]} positions (its "
+                "args.truncation_length); the fork's 7d00ee4 reads its backward kernel one position later (taps on "
+                "x[t+1..t+T] instead of x[t..t+T-1]), and moving a truncated kernel's window by one is not a change "
+                "of parameters, so no import is exact on inputs longer than that.  If the model never sees longer "
+                "inputs (the truncation then has no effect), set truncation_length to None in the checkpoint's args "
+                "(ckpt['args'], torch.save) and import again; if 06f2d0e trained it, pass --ema-variant v2"
+            )
     expected = model.state_dict()
     state, unexpected, shapes = {}, [], []
     for key, value in original.items():
@@ -384,13 +436,15 @@ def convert_state(
     for key in expected:
         if DERIVED.search(key):
             state[key] = expected[key]
-    if variant == "v2":  # fold the backward EMA's current-token tap into omega (our backward kernel includes it)
+    if variant in ("v2", "v3"):  # fold the backward EMA's current-token tap into omega (our backward kernel has it)
         for key in list(state):
             if (
                 key.endswith(".mega_layer.ema.residual_weight")
                 and state[key.replace("residual_weight", "damping_factor")].size(0) == 2 * state[key].numel()
             ):
                 prefix = key[: -len("residual_weight")]
+                if variant == "v3":  # the backward kernel one position later: beta / q
+                    fold_shifted_backward_ema(state, prefix)
                 state[key] = (state[key].double() - _ema_first_backward_tap(state, prefix)).to(state[key].dtype)
     if kind == "lra" and paired:  # the fork concatenates [second document, first]; ours [first, second]
         weight = state["classifier.0.weight"]
@@ -440,7 +494,7 @@ def import_original(
     from fairseq.models import ARCH_MODEL_REGISTRY
 
     if ema_variant not in EMA_VARIANTS:
-        raise ConversionError(f"unknown --ema-variant {ema_variant!r}; choose {' or '.join(EMA_VARIANTS)}")
+        raise ConversionError(f"unknown --ema-variant {ema_variant!r}; choose one of {', '.join(EMA_VARIANTS)}")
     args, original = read_original(checkpoint)
     original_arch = _get(args, "arch", "")
     if arch is None:
@@ -473,12 +527,21 @@ def import_original(
     out = Path(out_checkpoint)
     with staging_dir(out) as tmp:
         placeholders = [] if data is not None else _placeholder_dictionaries(kind, original, task_options, tmp)
+        data_dir = str(Path(data).resolve()) if data else str(tmp)
         try:
-            cfg, task, model = fairseq_setup(
-                our_arch, options, task_name, str(Path(data).resolve()) if data else str(tmp), task_options
-            )
+            cfg, task, model = fairseq_setup(our_arch, options, task_name, data_dir, task_options)
+            if arch is None and our_arch != model_name and _truncations(model) != {options["truncation_length"]}:
+                # the preset re-imposes a truncation the checkpoint does not have (a preset fills unset options,
+                # and fairseq reads an explicit None as unset): the base model keeps the checkpoint's
+                our_arch = model_name
+                cfg, task, model = fairseq_setup(our_arch, options, task_name, data_dir, task_options)
         except (ValueError, AssertionError, FileNotFoundError) as err:
             raise ConversionError(f"cannot build our {model_name} model for {source}: {err}") from err
+        if _truncations(model) != {options["truncation_length"]}:
+            raise ConversionError(
+                f"--arch {our_arch} truncates the EMA to {sorted(_truncations(model) - {None})} positions, but "
+                f"{source} has truncation_length {options['truncation_length']}: pass --arch {model_name}"
+            )
         for name, value in task_options.items():
             cfg.task[name] = value
         paired = bool(getattr(task, "paired", False))
@@ -499,6 +562,11 @@ def import_original(
         for name in placeholders:
             os.replace(tmp / name, out.parent / name)
     return our_arch
+
+
+def _truncations(model) -> set:
+    """The EMA truncations of `model`'s layers (one value for a model built from one set of options)."""
+    return {m.truncation for m in model.modules() if isinstance(m, MultiHeadDampedEMA)}
 
 
 def model_kind_or_none(arch: str) -> Optional[str]:
