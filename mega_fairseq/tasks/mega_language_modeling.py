@@ -4,10 +4,10 @@ Training, validation and everything else behave exactly like `language_modeling`
 `--stream-state`, `fairseq-eval-lm` evaluates the split the way the original fork's
 `eval_mega_lm` did: as one long stream cut into consecutive, non-overlapping blocks of
 `--tokens-per-sample` tokens, fed in stream order with batch size 1, and each Mega layer's
-EMA state (B, D, N) and current-chunk keys/values are carried from one block to the next.
-Every token is then predicted from the whole history before it, and the result equals one
-forward pass over the entire split (EMA kernels without truncation, i.e.
-`--truncation-length` None as in `mega_lm_tiny`/`mega_lm_hf`), at the memory cost of a block:
+EMA state (B, D, N; with `--truncation-length` T, the last T-1 inputs) and current-chunk keys/values
+are carried from one block to the next.  Every token is then predicted from the whole history before
+it, and the result equals one forward pass over the entire split (with or without EMA truncation),
+at the memory cost of a block:
 
     fairseq-eval-lm DATA --user-dir user_dir --path ckpt.pt --gen-subset test \\
         --task mega_language_modeling --stream-state --tokens-per-sample 2048
