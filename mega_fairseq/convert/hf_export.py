@@ -21,6 +21,7 @@ import torch
 
 from .. import plugin  # noqa: F401  registers the models so the checkpoint can be built
 from .common import DTYPES, TOLERANCE, ConversionError, move_into, probe_tokens, staging_dir, task_dictionary
+from .remote_code import AUTO_CLASS_OF, add_auto_map, write_model_code
 from .targets import Target, target_for_fairseq_model
 
 
@@ -95,6 +96,24 @@ def _tied(hf_model, key: str, missing) -> bool:
     )
 
 
+def save_weights(weights, out_dir: Path, dtype: torch.dtype) -> None:
+    """`weights` (transformers' Mega names) as `out_dir/model.safetensors` (each tensor its own copy)."""
+    from safetensors.torch import save_file
+
+    tensors = {
+        k: v.detach().to(dtype if v.is_floating_point() else v.dtype).clone().contiguous() for k, v in weights.items()
+    }
+    save_file(tensors, str(Path(out_dir) / "model.safetensors"), metadata={"format": "pt"})
+
+
+def load_model_code(export_dir, hf_class: str):
+    """The export in `export_dir` loaded through its own model code (trust_remote_code=True)."""
+    import transformers
+
+    auto = getattr(transformers, AUTO_CLASS_OF[hf_class])
+    return auto.from_pretrained(str(export_dir), trust_remote_code=True, dtype=torch.float32)
+
+
 def export(
     checkpoint: str,
     out_dir: str,
@@ -116,27 +135,38 @@ def export(
         target = target_for_fairseq_model(model, head)
     except ValueError as err:
         raise ConversionError(str(err)) from err
-    problems = target.problems(model)
+    problems = target.problems(model, native=False)
     if problems:
         raise ConversionError(
             f"cannot export losslessly to transformers' {target.hf_class}:\n  - " + "\n  - ".join(problems)
         )
+    native_problems = target.problems(model)
+    native = not native_problems  # else: model code only (a distinct model_type; transformers' Mega would differ)
     dictionary = task_dictionary(task)
     cfg = target.layer_cfg(model)
     hf_class = getattr(transformers, target.hf_class)
     config = target.make_config(model, task)
     config.architectures = [target.hf_class]
+    if not native:
+        for side in [config, getattr(config, "encoder", None), getattr(config, "decoder", None)]:
+            if side is not None and hasattr(side, "hidden_size"):
+                side.norm_eps = cfg.norm_eps
     labels = getattr(task, "label_dictionary", None)
     if (
         labels is not None and getattr(config, "num_labels", 0) == len(labels) - labels.nspecial > 1
     ):  # class names for id2label
         config.id2label = dict(enumerate(labels.symbols[labels.nspecial :]))
         config.label2id = {name: i for i, name in config.id2label.items()}
-    hf = hf_class(config).eval()
-    missing, unexpected = hf.load_state_dict(target.to_hf(model), strict=False)
-    missing = [key for key in missing if not _tied(hf, key, missing)]
-    if unexpected or missing:
-        raise ConversionError(f"name mapping incomplete: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
+    weights = target.to_hf(model)
+    hf = None
+    if native:
+        hf = hf_class(config).eval()
+        missing, unexpected = hf.load_state_dict(weights, strict=False)
+        missing = [key for key in missing if not _tied(hf, key, missing)]
+        if unexpected or missing:
+            raise ConversionError(
+                f"name mapping incomplete: missing {sorted(missing)}, unexpected {sorted(unexpected)}"
+            )
     probe_dictionary = (
         dictionary
         if task.target_dictionary is None or len(task.target_dictionary) >= len(dictionary)
@@ -145,7 +175,13 @@ def export(
 
     out = Path(out_dir)
     with staging_dir(out) as tmp:
-        hf.to(DTYPES[dtype]).save_pretrained(tmp, safe_serialization=True)
+        if native:
+            hf.to(DTYPES[dtype]).save_pretrained(tmp, safe_serialization=True)
+        else:
+            save_weights(weights, tmp, DTYPES[dtype])
+            config.save_pretrained(tmp)
+        write_model_code(tmp, native)
+        add_auto_map(tmp / "config.json", target.hf_class, native)
         dictionary.save(str(tmp / "dict.txt"))
         if (
             task.target_dictionary is not None
@@ -167,19 +203,24 @@ def export(
                 )
         max_diff = float("nan")
         if verify:
-            reloaded = hf_class.from_pretrained(tmp, dtype=torch.float32).eval()
             tokens = probe_tokens(cfg, probe_dictionary)
-            try:
-                max_diff = compare(target, model, reloaded, tokens)
-            except ValueError as err:
-                raise ConversionError(f"verification failed: {err}; nothing written") from err
             scale = target.fairseq_outputs(model, tokens).abs().max().item()
             tolerance = TOLERANCE if dtype == "float32" else 1e-2 * max(1.0, scale)
-            if not max_diff <= tolerance:
-                raise ConversionError(
-                    f"verification failed: transformers' outputs differ by {max_diff:.3g} (> {tolerance:g}); nothing "
-                    "written"
-                )
+            loaders = [("model code (trust_remote_code=True)", lambda: load_model_code(tmp, target.hf_class))]
+            if native:
+                loaders.insert(0, ("transformers' Mega", lambda: hf_class.from_pretrained(tmp, dtype=torch.float32)))
+            max_diff = 0.0
+            for how, load in loaders:
+                reloaded = load().float().eval()
+                try:
+                    diff = compare(target, model, reloaded, tokens)
+                except ValueError as err:
+                    raise ConversionError(f"verification failed ({how}): {err}; nothing written") from err
+                if not diff <= tolerance:
+                    raise ConversionError(
+                        f"verification failed: {how} outputs differ by {diff:.3g} (> {tolerance:g}); nothing written"
+                    )
+                max_diff = max(max_diff, diff)
         (tmp / "README.md").write_text(
             model_card(target, cfg, config, checkpoint, max_diff, tokenizer_note), encoding="utf-8"
         )
