@@ -1,0 +1,140 @@
+"""HF exports carry their own model code (trust_remote_code=True): it loads on transformers 4.57.6 (this env)
+and on transformers 5.x (the second env scripts/test.sh builds, .venv-hf5, run as a subprocess with
+tests/hf_remote_check.py), matches fairseq, and decodes through generate() with the exact incremental state."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import LM_TRAIN_ARGS, REPO, fairseq_cli
+
+HF5_PYTHON = os.environ.get("MEGA_HF5_PYTHON") or str(REPO / ".venv-hf5" / "bin" / "python")
+LM_ARGS = [a for a in LM_TRAIN_ARGS if a != "mega_lm_tiny"]
+LM_ARGS[LM_ARGS.index("--arch") + 1 : LM_ARGS.index("--arch") + 1] = ["mega_lm_hf"]
+SMALL = ["--decoder-layers", "2", "--decoder-embed-dim", "32", "--decoder-hidden-dim", "48"]
+SMALL += ["--decoder-ffn-embed-dim", "48", "--decoder-z-dim", "16", "--max-update", "2"]
+
+
+def train(lm_data, save: Path, *extra):
+    fairseq_cli("fairseq-train", lm_data, *LM_ARGS, *SMALL, "--save-dir", save, *extra)
+    return save / "checkpoint_last.pt"
+
+
+def reference(checkpoint, data, path: Path, prompt_len: int = 5, new_tokens: int = 14) -> Path:
+    """fairseq's logits on a probe (length 13: not a multiple of the chunk 8) and its greedy continuation
+    (each step recomputed over the whole prefix: no incremental state involved)."""
+    from mega_fairseq.convert.hf_export import load_fairseq_model
+
+    model, task = load_fairseq_model(str(checkpoint), str(data))
+    gen = torch.Generator().manual_seed(0)
+    tokens = torch.randint(4, len(task.dictionary), (2, 13), generator=gen)
+    with torch.no_grad():
+        logits = model(tokens)[0]
+        seq = tokens[:, :prompt_len]
+        for _ in range(new_tokens):
+            seq = torch.cat([seq, model(seq)[0][:, -1].argmax(-1, keepdim=True)], 1)
+    torch.save(
+        {
+            "tokens": tokens,
+            "logits": logits,
+            "greedy": seq,
+            "prompt_len": prompt_len,
+            "auto_class": "AutoModelForCausalLM",
+        },
+        path,
+    )
+    return path
+
+
+def check(python: str, export_dir: Path, ref: Path) -> dict:
+    proc = subprocess.run(
+        [python, str(REPO / "tests" / "hf_remote_check.py"), str(export_dir), str(ref)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def assert_matches(result: dict):
+    assert result["max_diff"] <= 1e-5, result
+    assert result["greedy_equal"], result
+    assert result["beam_score_diff"] <= 1e-4, result  # beam search's cache reordering is exact
+    assert result["sample_shape"] == [2, 19], result
+
+
+@pytest.fixture(scope="module")
+def chunked_lm_export(lm_data, tmp_path_factory):
+    from mega_fairseq.convert.hf_export import export
+
+    root = tmp_path_factory.mktemp("remote_lm")
+    checkpoint = train(lm_data, root / "ckpt")
+    export(str(checkpoint), str(root / "hf"), data=str(lm_data))
+    return root / "hf", reference(checkpoint, lm_data, root / "ref.pt")
+
+
+def test_export_writes_model_code_with_auto_map_and_keeps_the_native_config(chunked_lm_export):
+    from mega_fairseq.convert.remote_code import module_files
+
+    export_dir, _ = chunked_lm_export
+    config = json.loads((export_dir / "config.json").read_text())
+    assert config["model_type"] == "mega" and config["architectures"] == ["MegaForCausalLM"]
+    assert config["auto_map"]["AutoModelForCausalLM"] == "modeling_mega_fairseq.MegaFairseqForCausalLM"
+    for path in module_files():  # every building block, copied (imports renamed), none hand-written
+        copied = (export_dir / f"mega_{path.name}").read_text()
+        assert "from ." not in copied or "from .mega_" in copied
+    modeling = (export_dir / "modeling_mega_fairseq.py").read_text()
+    imports = {line.split()[1] for line in modeling.splitlines() if line.startswith(("import ", "from "))}
+    assert {i.split(".")[0] for i in imports if not i.startswith(".")} <= {"typing", "torch", "transformers"}
+
+
+def test_model_code_matches_fairseq_and_generates_on_transformers_4(chunked_lm_export):
+    export_dir, ref = chunked_lm_export
+    result = check(sys.executable, export_dir, ref)
+    assert result["transformers"].startswith("4.") and result["class"] == "MegaFairseqForCausalLM"
+    assert_matches(result)
+
+
+def test_native_mega_still_loads_without_trust_remote_code(chunked_lm_export):
+    from transformers import AutoModelForCausalLM, MegaForCausalLM
+
+    export_dir, ref = chunked_lm_export
+    model = AutoModelForCausalLM.from_pretrained(str(export_dir)).eval()
+    assert type(model) is MegaForCausalLM
+    with torch.no_grad():
+        logits = model(torch.load(ref)["tokens"][:, :8], use_cache=False).logits
+    assert (logits - torch.load(ref)["logits"][:, :8]).abs().max() <= 1e-5
+
+
+@pytest.mark.skipif(not Path(HF5_PYTHON).exists(), reason="no transformers 5 env (scripts/test.sh builds .venv-hf5)")
+def test_model_code_matches_fairseq_and_generates_on_transformers_5(chunked_lm_export):
+    export_dir, ref = chunked_lm_export
+    result = check(HF5_PYTHON, export_dir, ref)
+    assert result["transformers"].startswith("5."), result
+    assert_matches(result)
+
+
+def test_rmsnorm_exports_with_model_code_only(lm_data, tmp_path):
+    """transformers' MegaRMSNorm does not normalise: such a model gets model_type mega_fairseq (native Mega refuses
+    it) and still matches fairseq through its model code, on every transformers env available."""
+    from transformers import AutoModelForCausalLM
+
+    from mega_fairseq.convert.hf_export import export
+
+    checkpoint = train(lm_data, tmp_path / "ckpt", "--normalization-type", "rmsnorm")
+    export(str(checkpoint), str(tmp_path / "hf"), data=str(lm_data))
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert config["model_type"] == "mega_fairseq" and config["normalization_type"] == "rmsnorm"
+    with pytest.raises((ValueError, KeyError, OSError)):
+        AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf"), trust_remote_code=False)
+    ref = reference(checkpoint, lm_data, tmp_path / "ref.pt")
+    assert_matches(check(sys.executable, tmp_path / "hf", ref))
+    if Path(HF5_PYTHON).exists():
+        assert_matches(check(HF5_PYTHON, tmp_path / "hf", ref))
