@@ -17,6 +17,10 @@ def main(export_dir: str, reference: str):
     model = auto.from_pretrained(export_dir, trust_remote_code=True).eval()
     out = {"transformers": transformers.__version__, "class": type(model).__name__}
     with torch.no_grad():
+        if "src" in ref:
+            seq2seq(model, ref, out)
+            print(json.dumps(out))
+            return
         logits = model(ref["tokens"]).logits
         out["max_diff"] = (logits - ref["logits"]).abs().max().item()
         if "greedy" in ref:
@@ -41,6 +45,34 @@ def main(export_dir: str, reference: str):
             sample = model.generate(prompt, max_new_tokens=new, do_sample=True, top_k=5, **common)
             out["sample_shape"] = list(sample.shape)
     print(json.dumps(out))
+
+
+def seq2seq(model, ref, out):
+    """Translation: logits on (src, decoder input), greedy (fixed length) and beam search (with </s>) vs fairseq's."""
+    src = ref["src"]
+    mask = torch.ones_like(src)
+    logits = model(input_ids=src, attention_mask=mask, decoder_input_ids=ref["tgt_in"]).logits
+    out["max_diff"] = (logits - ref["logits"]).abs().max().item()
+    start = model.config.decoder_start_token_id
+    new = ref["greedy"].size(1) - 1
+    greedy = model.generate(src, attention_mask=mask, max_new_tokens=new, do_sample=False)
+    pad = model.config.pad_token_id  # rows that ended with </s> continue with padding; all ended: generation stops
+    greedy = torch.nn.functional.pad(greedy, (0, ref["greedy"].size(1) - greedy.size(1)), value=pad)
+    out["greedy_equal"] = torch.equal(greedy, ref["greedy"])
+    beam = model.generate(
+        src,
+        attention_mask=mask,
+        num_beams=ref["beam"],
+        max_new_tokens=ref["beam_max_len"],
+        length_penalty=1.0,
+        early_stopping=True,
+        output_scores=True,
+        return_dict_in_generate=True,
+    )
+    tokens = [row[1:][row[1:] != model.config.pad_token_id].tolist() for row in beam.sequences]
+    out["beam_equal"] = tokens == ref["beam_tokens"] and start == beam.sequences[0, 0].item()
+    out["beam_score_diff"] = (beam.sequences_scores - ref["beam_scores"]).abs().max().item()
+    out["sample_shape"] = list(model.generate(src, attention_mask=mask, max_new_tokens=new, do_sample=True).shape)
 
 
 if __name__ == "__main__":

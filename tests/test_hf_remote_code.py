@@ -138,3 +138,65 @@ def test_rmsnorm_exports_with_model_code_only(lm_data, tmp_path):
     assert_matches(check(sys.executable, tmp_path / "hf", ref))
     if Path(HF5_PYTHON).exists():
         assert_matches(check(HF5_PYTHON, tmp_path / "hf", ref))
+
+
+def translation_reference(model, task, path: Path, new_tokens: int = 9, beam: int = 3) -> Path:
+    """fairseq's logits, greedy decoding (full recomputation per step; after </s> a row continues with padding)
+    and beam search (fairseq's SequenceGenerator, its best hypothesis and score) on a 7-token source (chunk 4)."""
+    from fairseq.sequence_generator import SequenceGenerator
+
+    tgt_dict = task.target_dictionary
+    gen = torch.Generator().manual_seed(0)
+    src = torch.randint(4, len(task.source_dictionary), (2, 7), generator=gen)
+    tgt_in = torch.randint(4, len(tgt_dict), (2, 6), generator=gen)
+    tgt_in[:, 0] = tgt_dict.eos()
+    with torch.no_grad():
+        logits = model(src, None, tgt_in)[0]
+        seq = torch.full((2, 1), tgt_dict.eos())
+        done = torch.zeros(2, dtype=torch.bool)
+        for _ in range(new_tokens):
+            step = model(src, None, seq)[0][:, -1].argmax(-1)
+            step = step.masked_fill(done, tgt_dict.pad())
+            done |= step.eq(tgt_dict.eos())
+            seq = torch.cat([seq, step[:, None]], 1)
+        generator = SequenceGenerator([model], tgt_dict, beam_size=beam, max_len_a=0, max_len_b=new_tokens)
+        hyps = generator.generate([model], {"net_input": {"src_tokens": src, "src_lengths": torch.tensor([7, 7])}})
+    torch.save(
+        {
+            "src": src,
+            "tgt_in": tgt_in,
+            "logits": logits,
+            "greedy": seq,
+            "beam": beam,
+            "beam_max_len": new_tokens,
+            "beam_tokens": [h[0]["tokens"].tolist() for h in hyps],
+            "beam_scores": torch.stack([h[0]["score"] for h in hyps]),
+            "auto_class": "AutoModelForSeq2SeqLM",
+        },
+        path,
+    )
+    return path
+
+
+def test_translation_model_code_generates_like_fairseq(tmp_path):
+    """Greedy and beam search through generate() reproduce fairseq's (SequenceGenerator) tokens and scores, with
+    the decoder's cross-attention keys/values computed once, on every transformers env available."""
+    from test_translation import TRAIN_ARGS, preprocess, write_toy_parallel
+
+    from mega_fairseq.convert.hf_export import export, load_fairseq_model
+
+    write_toy_parallel(tmp_path / "text", {"train": 60, "valid": 8, "test": 8})
+    data = preprocess(tmp_path / "text", tmp_path / "bin")
+    exportable = ["--no-scale-embedding", "--no-final-norm", "--output-bias", "--max-update", "4"]
+    fairseq_cli("fairseq-train", data, *TRAIN_ARGS, *exportable, "--save-dir", tmp_path / "ckpt")
+    checkpoint = tmp_path / "ckpt" / "checkpoint_last.pt"
+    export(str(checkpoint), str(tmp_path / "hf"), data=str(data))
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForSeq2SeqLM"] == "modeling_mega_fairseq.MegaFairseqForConditionalGeneration"
+    model, task = load_fairseq_model(str(checkpoint), str(data))
+    ref = translation_reference(model, task, tmp_path / "ref.pt")
+    for python in [sys.executable] + ([HF5_PYTHON] if Path(HF5_PYTHON).exists() else []):
+        result = check(python, tmp_path / "hf", ref)
+        assert result["max_diff"] <= 1e-5, result
+        assert result["greedy_equal"] and result["beam_equal"], result
+        assert result["beam_score_diff"] <= 1e-5, result

@@ -109,14 +109,16 @@ class MegaFairseqSeq2SeqConfig(PretrainedConfig):
     has_no_defaults_at_init = True
 
     def __init__(self, encoder=None, decoder=None, **kwargs):
-        super().__init__(**kwargs)
+        # set first: transformers 5.x validates (and so calls to_dict) inside PretrainedConfig.__init__
         self.encoder = encoder if isinstance(encoder, MegaFairseqConfig) else MegaFairseqConfig(**(encoder or {}))
         self.decoder = decoder if isinstance(decoder, MegaFairseqConfig) else MegaFairseqConfig(**(decoder or {}))
-        self.is_encoder_decoder = True
+        kwargs["is_encoder_decoder"] = True
+        super().__init__(**kwargs)
 
     def to_dict(self):
         out = super().to_dict()
-        out["encoder"] = self.encoder.to_dict()
-        out["decoder"] = self.decoder.to_dict()
+        for side in ("encoder", "decoder"):
+            if isinstance(getattr(self, side, None), MegaFairseqConfig):
+                out[side] = getattr(self, side).to_dict()
         out["model_type"] = self.model_type
         return out
