@@ -11,8 +11,30 @@ import torch
 import transformers
 
 
+def heads(ref) -> dict:
+    """Encoder classes: {kind: max |difference|} of each export's outputs against fairseq's."""
+    out = {}
+    tokens, types = ref["tokens"], ref["token_types"]
+    for kind, (export_dir, auto_class, expected) in ref["heads"].items():
+        model = getattr(transformers, auto_class).from_pretrained(export_dir, trust_remote_code=True).eval()
+        with torch.no_grad():
+            if kind == "mc":
+                got = model(tokens.unsqueeze(1), token_type_ids=types.unsqueeze(1)).logits
+            else:
+                result = model(tokens, token_type_ids=types)
+                if kind == "qa":
+                    got = torch.stack([result.start_logits, result.end_logits], dim=-1)
+                else:
+                    got = result.pooler_output if kind == "pool" else result.logits
+        out[kind] = {"class": type(model).__name__, "max_diff": (got - expected).abs().max().item()}
+    return out
+
+
 def main(export_dir: str, reference: str):
     ref = torch.load(reference, weights_only=True)
+    if "heads" in ref:
+        print(json.dumps({"transformers": transformers.__version__, "heads": heads(ref)}))
+        return
     auto = getattr(transformers, ref["auto_class"])
     model = auto.from_pretrained(export_dir, trust_remote_code=True).eval()
     out = {"transformers": transformers.__version__, "class": type(model).__name__}

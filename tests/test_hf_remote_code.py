@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_hf_heads import checkpoint_with_heads  # noqa: F401  (fixture)
 
 from conftest import LM_TRAIN_ARGS, REPO, fairseq_cli
 
@@ -200,3 +201,33 @@ def test_translation_model_code_generates_like_fairseq(tmp_path):
         assert result["max_diff"] <= 1e-5, result
         assert result["greedy_equal"] and result["beam_equal"], result
         assert result["beam_score_diff"] <= 1e-5, result
+
+
+def test_every_encoder_class_loads_through_model_code_and_matches_fairseq(checkpoint_with_heads, tmp_path):  # noqa: F811
+    """Base model (+pooler), masked LM, sequence classification and regression, multiple choice, token
+    classification and QA: each export loads with its Auto class and trust_remote_code=True on every
+    transformers env available and matches fairseq (sentence pairs of 19 tokens: not a multiple of the chunk 8)."""
+    from test_hf_heads import AUTO_CLASSES
+
+    from mega_fairseq.convert.hf_export import export, load_fairseq_model
+
+    checkpoint, data = checkpoint_with_heads
+    model, task = load_fairseq_model(str(checkpoint), str(data))
+    tokens = torch.randint(4, len(task.source_dictionary), (3, 19), generator=torch.Generator().manual_seed(1))
+    tokens[:, 0], tokens[:, 9] = 0, 2
+    types = (torch.arange(19) > 9).long().expand(3, 19).contiguous()
+    heads = {}
+    for kind, auto_class in AUTO_CLASSES.items():
+        export(str(checkpoint), str(tmp_path / kind), data=str(data), head=kind)
+        with torch.no_grad():
+            expected = model(tokens)[0] if kind == "masked_lm" else model(tokens, classification_head_name=kind)[0]
+        heads[kind] = (str(tmp_path / kind), auto_class, expected)
+    torch.save({"tokens": tokens, "token_types": types, "heads": heads}, tmp_path / "ref.pt")
+    for python in [sys.executable] + ([HF5_PYTHON] if Path(HF5_PYTHON).exists() else []):
+        result = check(python, tmp_path, tmp_path / "ref.pt")
+        assert set(result["heads"]) == set(AUTO_CLASSES), result
+        for kind, found in result["heads"].items():
+            assert found["class"].startswith("MegaFairseq") and found["max_diff"] <= 1e-5, (
+                result["transformers"],
+                kind,
+            )
