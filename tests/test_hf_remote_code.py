@@ -139,6 +139,15 @@ def test_rmsnorm_exports_with_model_code_only(lm_data, tmp_path):
     assert_matches(check(sys.executable, tmp_path / "hf", ref))
     if Path(HF5_PYTHON).exists():
         assert_matches(check(HF5_PYTHON, tmp_path / "hf", ref))
+    # mega-import-hf takes the model-code export back exactly (verified through the model code)
+    from safetensors.torch import load_file
+
+    from mega_fairseq.convert.hf_import import import_hf
+
+    assert import_hf(str(tmp_path / "hf"), str(tmp_path / "ft" / "model.pt")) <= 1e-5
+    export(str(tmp_path / "ft" / "model.pt"), str(tmp_path / "hf2"))
+    first, second = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("hf", "hf2"))
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
 
 def translation_reference(model, task, path: Path, new_tokens: int = 9, beam: int = 3) -> Path:

@@ -69,15 +69,16 @@ def stack_problems(stack: MegaStack, decoder: bool, preset: Optional[str], nativ
     return problems
 
 
-def layer_options_from_hf(hf_config) -> Dict[str, Any]:
-    """`MegaLayerOptions` values describing HF's layer settings; ValueError where there is none."""
+def layer_options_from_hf(hf_config, native: bool = True) -> Dict[str, Any]:
+    """`MegaLayerOptions` values describing HF's layer settings; ValueError where there is none.  native=False:
+    the config of a model-code export (rmsnorm is then a real RMS norm, computed by this package's modules)."""
     if hf_config.normalize_before_ffn != hf_config.normalize_before_mega:
         raise ValueError(
             f"normalize_before_ffn={hf_config.normalize_before_ffn} differs from "
             f"normalize_before_mega={hf_config.normalize_before_mega}; "
             "fairseq Mega models use one --normalize-before for both"
         )
-    if hf_config.normalization_type == "rmsnorm":
+    if native and hf_config.normalization_type == "rmsnorm":
         raise ValueError(
             "rmsnorm: transformers' MegaRMSNorm does not normalize (a known bug), so no fairseq model computes the same"
         )
@@ -144,8 +145,9 @@ class Target:
         """`hf_class` weights -> a state dict that `model` (built by `fairseq_options`) loads strictly."""
         raise NotImplementedError
 
-    def fairseq_options(self, hf_config) -> Tuple[str, Dict[str, Any]]:
-        """(arch, {option: value}) rebuilding the model of `hf_config` (import); ValueError where there is none."""
+    def fairseq_options(self, hf_config, native: bool = True) -> Tuple[str, Dict[str, Any]]:
+        """(arch, {option: value}) rebuilding the model of `hf_config` (import); ValueError where there is none.
+        native=False: `hf_config` is a model-code export's (see `layer_options_from_hf`)."""
         raise NotImplementedError
 
     def prepare_import(self, model: nn.Module, hf_config) -> None:
@@ -205,7 +207,7 @@ class CausalLMTarget(Target):
     def from_hf(self, hf_state, model) -> StateDict:
         return {"decoder." + k: v for k, v in lm_state_dict_from_hf(hf_state, self.layer_cfg(model)).items()}
 
-    def fairseq_options(self, hf_config) -> Tuple[str, Dict[str, Any]]:
+    def fairseq_options(self, hf_config, native: bool = True) -> Tuple[str, Dict[str, Any]]:
         problems = []
         if hf_config.add_token_type_embeddings:
             problems.append("token-type embeddings: mega_lm has none (add_token_type_embeddings=False)")
@@ -219,7 +221,7 @@ class CausalLMTarget(Target):
         if problems:
             raise ValueError("; ".join(problems))
         positions = hf_config.max_positions
-        options = {**size_options_from_hf(hf_config, "decoder"), **layer_options_from_hf(hf_config)}
+        options = {**size_options_from_hf(hf_config, "decoder"), **layer_options_from_hf(hf_config, native)}
         options.update(
             no_final_norm=True,
             no_scale_embedding=True,
@@ -282,10 +284,10 @@ class MaskedLMTarget(Target):
     def from_hf(self, hf_state, model) -> StateDict:
         return encoder_state_dict_from_hf(hf_state, self.layer_cfg(model), self.kind, self.head_name)
 
-    def fairseq_options(self, hf_config) -> Tuple[str, Dict[str, Any]]:
+    def fairseq_options(self, hf_config, native: bool = True) -> Tuple[str, Dict[str, Any]]:
         if hf_config.is_decoder or not hf_config.bidirectional:
             raise ValueError("an encoder class needs is_decoder=False and bidirectional=True")
-        options = {**size_options_from_hf(hf_config, "encoder"), **layer_options_from_hf(hf_config)}
+        options = {**size_options_from_hf(hf_config, "encoder"), **layer_options_from_hf(hf_config, native)}
         options.update(
             max_positions=hf_config.max_positions,
             add_token_type_embeddings=bool(hf_config.add_token_type_embeddings),
@@ -429,7 +431,7 @@ class TranslationTarget(Target):
         out["dictionary_digest"] = model.dictionary_digest  # fingerprints of the dictionaries the import writes
         return out
 
-    def fairseq_options(self, hf_config) -> Tuple[str, Dict[str, Any]]:
+    def fairseq_options(self, hf_config, native: bool = True) -> Tuple[str, Dict[str, Any]]:
         encoder, decoder = hf_config.encoder, hf_config.decoder
         if encoder.is_decoder or not encoder.bidirectional:
             raise ValueError("the encoder must be bidirectional with is_decoder=False")
@@ -445,11 +447,11 @@ class TranslationTarget(Target):
             raise ValueError(
                 "token-type embeddings or an LM hidden dense layer: the mega translation model has neither"
             )
-        layer_options = layer_options_from_hf(encoder)
+        layer_options = layer_options_from_hf(encoder, native)
         differing = {
-            k: (v, layer_options_from_hf(decoder)[k])
+            k: (v, layer_options_from_hf(decoder, native)[k])
             for k, v in layer_options.items()
-            if layer_options_from_hf(decoder)[k] != v
+            if layer_options_from_hf(decoder, native)[k] != v
         }
         if differing:
             raise ValueError(
