@@ -122,6 +122,7 @@ def test_model_code_matches_fairseq_and_generates_on_transformers_5(chunked_lm_e
     assert_matches(result)
 
 
+@pytest.mark.slow  # ~40 s: trains its own model
 def test_rmsnorm_exports_with_model_code_only(lm_data, tmp_path):
     """transformers' MegaRMSNorm does not normalise: such a model gets model_type mega_fairseq (native Mega refuses
     it) and still matches fairseq through its model code, on every transformers env available."""
@@ -188,6 +189,7 @@ def translation_reference(model, task, path: Path, new_tokens: int = 9, beam: in
     return path
 
 
+@pytest.mark.slow  # ~55 s: trains a translation model
 def test_translation_model_code_generates_like_fairseq(tmp_path):
     """Greedy and beam search through generate() reproduce fairseq's (SequenceGenerator) tokens and scores, with
     the decoder's cross-attention keys/values computed once, on every transformers env available."""
@@ -240,3 +242,19 @@ def test_every_encoder_class_loads_through_model_code_and_matches_fairseq(checkp
                 result["transformers"],
                 kind,
             )
+
+
+def test_model_card_has_hub_front_matter_and_a_snippet_that_runs_as_written(chunked_lm_export):
+    import re
+
+    from huggingface_hub import ModelCard
+
+    export_dir, _ = chunked_lm_export
+    card = ModelCard.load(export_dir / "README.md")
+    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "text-generation"
+    assert {"mega", "fairseq"} <= set(card.data.tags)
+    assert "trust_remote_code=True" in card.text and "4.57.6" in card.text and "float64" in card.text
+    snippet = re.search(r"```python\n(.*?)```", card.text, flags=re.S).group(1)
+    for python in [sys.executable] + ([HF5_PYTHON] if Path(HF5_PYTHON).exists() else []):
+        proc = subprocess.run([python, "-c", snippet], cwd=export_dir, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0 and "tensor(" in proc.stdout, proc.stderr[-2000:]
