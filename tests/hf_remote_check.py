@@ -30,8 +30,26 @@ def heads(ref) -> dict:
     return out
 
 
+def tokenizer_and_pipeline(export_dir: str, ref) -> dict:
+    """A causal LM export with a tokenizer: ids of raw text (no special tokens added), model_max_length, and the
+    text-generation pipeline (greedy) continuing a text like generate() on its ids."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(export_dir, trust_remote_code=True)  # 5.x reads config.json
+    out = {"ids_equal": [tokenizer(line).input_ids for line in ref["lines"]] == ref["ids"]}
+    out["model_max_length"] = tokenizer.model_max_length
+    generator = transformers.pipeline("text-generation", model=export_dir, tokenizer=tokenizer, trust_remote_code=True)
+    text = generator(ref["lines"][0], max_new_tokens=6, do_sample=False, return_full_text=False)[0]["generated_text"]
+    ids = torch.tensor([ref["ids"][0]])
+    model = generator.model
+    expected = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False)
+    out["pipeline_equal"] = text == tokenizer.decode(expected[0, ids.size(1) :], skip_special_tokens=True)
+    return out
+
+
 def main(export_dir: str, reference: str):
     ref = torch.load(reference, weights_only=True)
+    if "lines" in ref:
+        print(json.dumps({"transformers": transformers.__version__, **tokenizer_and_pipeline(export_dir, ref)}))
+        return
     if "heads" in ref:
         print(json.dumps({"transformers": transformers.__version__, "heads": heads(ref)}))
         return

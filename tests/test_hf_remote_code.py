@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_hf_heads import checkpoint_with_heads  # noqa: F401  (fixture)
+from test_hf_heads import checkpoint_with_heads, spm_lm  # noqa: F401  (fixtures)
 
 from conftest import LM_TRAIN_ARGS, REPO, fairseq_cli
 
@@ -61,7 +61,7 @@ def check(python: str, export_dir: Path, ref: Path) -> dict:
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
 
 
 def assert_matches(result: dict):
@@ -258,3 +258,28 @@ def test_model_card_has_hub_front_matter_and_a_snippet_that_runs_as_written(chun
     for python in [sys.executable] + ([HF5_PYTHON] if Path(HF5_PYTHON).exists() else []):
         proc = subprocess.run([python, "-c", snippet], cwd=export_dir, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0 and "tensor(" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_causal_tokenizer_and_text_generation_pipeline(spm_lm, tmp_path):  # noqa: F811
+    """With --spm: the tokenizer adds no special tokens to a causal LM's text, its model_max_length is the model's
+    max positions, and the text-generation pipeline runs (== generate() on the same ids), on every env available."""
+    import sentencepiece as spm
+
+    from mega_fairseq.convert.hf_export import export, load_fairseq_model
+
+    data, checkpoint, spm_model, raw_lines = spm_lm
+    export(str(checkpoint), str(tmp_path / "hf"), data=str(data), spm=str(spm_model))
+    processor = spm.SentencePieceProcessor(model_file=str(spm_model))
+    model, task = load_fairseq_model(str(checkpoint), str(data))
+    lines = raw_lines[:3]
+    ids = [
+        task.source_dictionary.encode_line(
+            " ".join(processor.encode(line, out_type=str)), append_eos=False, add_if_not_exist=False
+        ).tolist()
+        for line in lines
+    ]
+    torch.save({"lines": lines, "ids": ids}, tmp_path / "ref.pt")
+    for python in [sys.executable] + ([HF5_PYTHON] if Path(HF5_PYTHON).exists() else []):
+        result = check(python, tmp_path / "hf", tmp_path / "ref.pt")
+        assert result["ids_equal"] and result["pipeline_equal"], result
+        assert result["model_max_length"] == model.max_positions(), result

@@ -163,7 +163,8 @@ def model_card(
         + usage_snippet(target, native)
         + "\n```\n\n"
         "## Verification\n\n"
-        f"After export, in float64, against the fairseq model on probe batches (whole chunks, a length shorter than "
+        "Verified after export, in float64, against the fairseq model on probe batches (whole chunks, a length "
+        f"shorter than "
         f"the chunk and one that is not a multiple of it): max |output difference| {max_diff:.2e}; "
         f"loaded with {how}.\n\n"
         "`dict.txt` is the fairseq dictionary (ids = rows of the embedding); `mega-import-hf` reads it back.\n\n"
@@ -279,9 +280,16 @@ def export(
             task.target_dictionary.save(str(tmp / "dict.target.txt"))
         tokenizer_note = ""
         if spm:
-            summary = save_tokenizer(spm, dictionary, str(tmp))
+            positions = model.max_positions()
+            positions = positions[0] if isinstance(positions, tuple) else positions
+            summary = save_tokenizer(
+                spm, dictionary, str(tmp), model_max_length=int(positions), add_special_tokens=not cfg.causal
+            )
             tokenizer_note = f"Tokenizer: XLM-R style from `{Path(spm).name}` with the fairseq dictionary's ids" + (
-                "; a causal LM takes `add_special_tokens=False`." if cfg.causal else "."
+                "; as a causal LM's, it adds no special tokens (fast tokenizer; pass `add_special_tokens=False` to "
+                "the slow one)."
+                if cfg.causal
+                else "."
             )
             if summary["spm_pieces_left_out"]:
                 tokenizer_note += (
