@@ -283,3 +283,17 @@ def test_causal_tokenizer_and_text_generation_pipeline(spm_lm, tmp_path):  # noq
         result = check(python, tmp_path / "hf", tmp_path / "ref.pt")
         assert result["ids_equal"] and result["pipeline_equal"], result
         assert result["model_max_length"] == model.max_positions(), result
+
+
+def test_label_names_skip_fairseq_dictionary_padding():
+    from fairseq.data import Dictionary
+
+    from mega_fairseq.convert.hf_export import label_names
+
+    labels = Dictionary()
+    for name in ("negative", "positive"):
+        labels.add_symbol(name)
+    labels.pad_to_multiple_(8)  # fairseq-preprocess pads every dictionary so
+    assert len(labels) - labels.nspecial > 2
+    assert label_names(labels, 2) == ["negative", "positive"]
+    assert label_names(labels, 1) == [] and label_names(None, 2) == [] and label_names(labels, 5) == []

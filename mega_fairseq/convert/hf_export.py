@@ -41,6 +41,18 @@ def load_fairseq_model(checkpoint: str, data: str = None):
     return models[0].eval(), task
 
 
+def label_names(labels, num_labels: int) -> List[str]:
+    """Class names of a classifier whose class k is the label dictionary's symbol nspecial + k, or [] where there is
+    none (regression, no label dictionary).  fairseq pads a dictionary to a multiple of 8 with ``madeupwordNNNN``
+    symbols; the classes are the first `num_labels` real symbols."""
+    if labels is None or num_labels < 2:
+        return []
+    names = list(labels.symbols[labels.nspecial : labels.nspecial + num_labels])
+    if len(names) != num_labels or any(name.startswith("madeupword") for name in names):
+        return []
+    return names
+
+
 def shorter_probes(cfg, tokens: torch.Tensor) -> List[torch.Tensor]:
     """Prefixes of the probe `tokens`: one shorter than the chunk (or 5 tokens unchunked) and, when chunked, one
     longer than a chunk but not a multiple of it."""
@@ -240,11 +252,9 @@ def export(
         for side in [config, getattr(config, "encoder", None), getattr(config, "decoder", None)]:
             if side is not None and hasattr(side, "hidden_size"):
                 side.norm_eps = cfg.norm_eps
-    labels = getattr(task, "label_dictionary", None)
-    if (
-        labels is not None and getattr(config, "num_labels", 0) == len(labels) - labels.nspecial > 1
-    ):  # class names for id2label
-        config.id2label = dict(enumerate(labels.symbols[labels.nspecial :]))
+    names = label_names(getattr(task, "label_dictionary", None), getattr(config, "num_labels", 0))
+    if names:  # class names for id2label
+        config.id2label = dict(enumerate(names))
         config.label2id = {name: i for i, name in config.id2label.items()}
     weights = target.to_hf(model)
     hf = None
