@@ -11,6 +11,66 @@ import torch
 import transformers
 
 
+def word_tokenizer(export_dir: str):
+    """A word-level fast tokenizer over the export's dict.txt (+ <mask> last), RoBERTa templates: enough for
+    the pipelines on the tests' word-level data (real exports ship a sentencepiece tokenizer with --spm)."""
+    from pathlib import Path
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    symbols = ["<s>", "<pad>", "</s>", "<unk>"] + [
+        line.rsplit(" ", 1)[0] for line in (Path(export_dir) / "dict.txt").read_text(encoding="utf-8").splitlines()
+    ]
+    if "<mask>" not in symbols:
+        symbols.append("<mask>")
+    backend = Tokenizer(models.WordLevel({s: i for i, s in enumerate(symbols)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+    )
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+    )
+
+
+PIPELINES = {
+    "masked_lm": ("fill-mask", lambda run: run("w1 w2 <mask> w3")),
+    "cls": ("text-classification", lambda run: run("w1 w2 w3")),
+    "tok": ("token-classification", lambda run: run("w1 w2 w3 w4")),
+    "qa": ("question-answering", lambda run: run(question="w1 w2", context="w3 w4 w5 w6 w7")),
+}
+
+
+def pipelines(ref) -> dict:
+    """{kind: what the pipeline returned (label names, counts)} for the encoder exports with a pipeline."""
+    from transformers.pipelines import SUPPORTED_TASKS
+
+    out = {}
+    for kind, (task, call) in PIPELINES.items():
+        if task not in SUPPORTED_TASKS:  # transformers 5 removed question-answering (and translation)
+            out[kind] = {"removed_from_transformers": task}
+            continue
+        export_dir = ref["heads"][kind][0]
+        runner = transformers.pipeline(
+            task, model=export_dir, tokenizer=word_tokenizer(export_dir), trust_remote_code=True
+        )
+        result = call(runner)
+        if task == "text-classification":
+            out[kind] = {"label": result[0]["label"], "id2label": list(runner.model.config.id2label.values())}
+        elif task == "question-answering":
+            out[kind] = {"answer": result["answer"]}
+        else:
+            out[kind] = {"count": len(result)}
+    return out
+
+
 def heads(ref) -> dict:
     """Encoder classes: {kind: max |difference|} of each export's outputs against fairseq's."""
     out = {}
@@ -51,7 +111,10 @@ def main(export_dir: str, reference: str):
         print(json.dumps({"transformers": transformers.__version__, **tokenizer_and_pipeline(export_dir, ref)}))
         return
     if "heads" in ref:
-        print(json.dumps({"transformers": transformers.__version__, "heads": heads(ref)}))
+        result = {"transformers": transformers.__version__, "heads": heads(ref)}
+        if ref.get("pipelines"):
+            result["pipelines"] = pipelines(ref)
+        print(json.dumps(result))
         return
     auto = getattr(transformers, ref["auto_class"])
     model = auto.from_pretrained(export_dir, trust_remote_code=True).eval()

@@ -233,7 +233,7 @@ def test_every_encoder_class_loads_through_model_code_and_matches_fairseq(checkp
         with torch.no_grad():
             expected = model(tokens)[0] if kind == "masked_lm" else model(tokens, classification_head_name=kind)[0]
         heads[kind] = (str(tmp_path / kind), auto_class, expected)
-    torch.save({"tokens": tokens, "token_types": types, "heads": heads}, tmp_path / "ref.pt")
+    torch.save({"tokens": tokens, "token_types": types, "heads": heads, "pipelines": True}, tmp_path / "ref.pt")
     for python in [sys.executable] + ([HF5_PYTHON] if Path(HF5_PYTHON).exists() else []):
         result = check(python, tmp_path, tmp_path / "ref.pt")
         assert set(result["heads"]) == set(AUTO_CLASSES), result
@@ -242,6 +242,15 @@ def test_every_encoder_class_loads_through_model_code_and_matches_fairseq(checkp
                 result["transformers"],
                 kind,
             )
+        # pipelines (a word-level tokenizer over dict.txt): fill-mask, text-classification (a label name from
+        # id2label), token-classification, question-answering (transformers 5 removed that pipeline)
+        pipes = result["pipelines"]
+        assert pipes["masked_lm"]["count"] == 5 and pipes["tok"]["count"] >= 1, result
+        assert pipes["cls"]["label"] in pipes["cls"]["id2label"], result
+        if result["transformers"].startswith("4."):
+            assert isinstance(pipes["qa"]["answer"], str), result
+        else:  # the model class itself works (checked above)
+            assert pipes["qa"] == {"removed_from_transformers": "question-answering"}, result
 
 
 def test_model_card_has_hub_front_matter_and_a_snippet_that_runs_as_written(chunked_lm_export):
