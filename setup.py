@@ -12,7 +12,8 @@ HF_EXTRAS = [
     "transformers==4.57.6",
     "safetensors",
     "protobuf",
-]  # protobuf: sentencepiece model edits for tokenizer export
+    "huggingface_hub",
+]  # protobuf: sentencepiece model edits for tokenizer export; huggingface_hub: the export's ModelCard
 
 setup(
     name="mega_fairseq",
