@@ -269,7 +269,6 @@ def test_model_card_has_hub_front_matter_and_a_snippet_that_runs_as_written(chun
         assert proc.returncode == 0 and "tensor(" in proc.stdout, proc.stderr[-2000:]
 
 
-@pytest.mark.slow  # ~110 s: trains a sentencepiece model and an LM (test_hf_heads covers the tokenizer on 4.57.6)
 def test_causal_tokenizer_and_text_generation_pipeline(spm_lm, tmp_path):  # noqa: F811
     """With --spm: the tokenizer adds no special tokens to a causal LM's text, its model_max_length is the model's
     max positions, and the text-generation pipeline runs (== generate() on the same ids), on every env available."""
