@@ -12,7 +12,8 @@ HF_EXTRAS = [
     "transformers==4.57.6",
     "safetensors",
     "protobuf",
-]  # protobuf: sentencepiece model edits for tokenizer export
+    "huggingface_hub",
+]  # protobuf: sentencepiece model edits for tokenizer export; huggingface_hub: the export's ModelCard
 
 setup(
     name="mega_fairseq",
@@ -21,6 +22,8 @@ setup(
     long_description=(Path(__file__).resolve().parent / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["mega_fairseq", "mega_fairseq.*"]),
+    # model-code templates written into every HF export (mega_fairseq/convert/remote_code.py)
+    package_data={"mega_fairseq.convert": ["hf_code/*.py"]},
     python_requires=">=3.10",
     install_requires=[
         # The exact torch version is pinned in constraints.txt, not here.

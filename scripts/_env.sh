@@ -58,3 +58,24 @@ mega_demo_start() {
 mega_demo_elapsed() {
     echo $(( $(date +%s) - MEGA_DEMO_START ))
 }
+
+# The transformers 5.x environment (.venv-hf5) for the tests of exported model code (tests/test_hf_remote_code.py):
+# transformers 5 has no Mega and needs no fairseq, so it is a separate venv with torch==$MEGA_TORCH_VERSION
+# installed first (as above), then transformers==$MEGA_HF5_TRANSFORMERS_VERSION.  Cached: skipped when present.
+MEGA_HF5_TRANSFORMERS_VERSION="5.23.0"
+
+mega_hf5_env_setup() {
+    local venv="$MEGA_REPO_ROOT/.venv-hf5"
+    local stamp="$venv/.mega_hf5_installed"
+    if [ -f "$stamp" ] && grep -qxF "$MEGA_TORCH_VERSION $MEGA_HF5_TRANSFORMERS_VERSION" "$stamp"; then
+        echo "[env] .venv-hf5 ready (transformers $MEGA_HF5_TRANSFORMERS_VERSION)"
+    else
+        echo "[env] creating .venv-hf5 (torch $MEGA_TORCH_VERSION, transformers $MEGA_HF5_TRANSFORMERS_VERSION)"
+        [ -x "$venv/bin/python" ] || "${PYTHON:-python3}" -m venv "$venv"
+        "$venv/bin/python" -m pip install -q "torch==$MEGA_TORCH_VERSION"
+        "$venv/bin/python" -m pip install -q -c "$MEGA_REPO_ROOT/constraints.txt" \
+            "transformers==$MEGA_HF5_TRANSFORMERS_VERSION" safetensors sentencepiece protobuf
+        echo "$MEGA_TORCH_VERSION $MEGA_HF5_TRANSFORMERS_VERSION" > "$stamp"
+    fi
+    export MEGA_HF5_PYTHON="$venv/bin/python"
+}

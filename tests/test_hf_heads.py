@@ -197,9 +197,9 @@ def test_tokenizer_export_reproduces_fairseq_ids_and_logits_on_raw_text(spm_lm, 
                 " ".join(processor.encode(line, out_type=str)), append_eos=False, add_if_not_exist=False
             )
             assert tokenizer(line, add_special_tokens=False).input_ids == expected.tolist(), line
-        assert (
-            tokenizer("a", "b").input_ids[:1] == [dictionary.bos()] and tokenizer("a").input_ids[-1] == dictionary.eos()
-        )
+        # a causal LM's tokenizer adds no special tokens by default (issue 14, item 5; it used to add <s> ... </s>)
+        assert tokenizer("a").input_ids == tokenizer("a", add_special_tokens=False).input_ids
+        assert tokenizer.model_max_length == model.max_positions()
     text = raw_lines[0]
     ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
     fairseq_ids = dictionary.encode_line(

@@ -13,14 +13,17 @@ with the dictionary's ids (`tokenizer`).
 """
 
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
+from typing import List
 
 import torch
 
 from .. import plugin  # noqa: F401  registers the models so the checkpoint can be built
 from .common import DTYPES, TOLERANCE, ConversionError, move_into, probe_tokens, staging_dir, task_dictionary
+from .remote_code import AUTO_CLASS_OF, add_auto_map, write_model_code
 from .targets import Target, target_for_fairseq_model
 
 
@@ -38,17 +41,90 @@ def load_fairseq_model(checkpoint: str, data: str = None):
     return models[0].eval(), task
 
 
+def label_names(labels, num_labels: int) -> List[str]:
+    """Class names of a classifier whose class k is the label dictionary's symbol nspecial + k, or [] where there is
+    none (regression, no label dictionary).  fairseq pads a dictionary to a multiple of 8 with ``madeupwordNNNN``
+    symbols; the classes are the first `num_labels` real symbols."""
+    if labels is None or num_labels < 2:
+        return []
+    names = list(labels.symbols[labels.nspecial : labels.nspecial + num_labels])
+    if len(names) != num_labels or any(name.startswith("madeupword") for name in names):
+        return []
+    return names
+
+
+def shorter_probes(cfg, tokens: torch.Tensor) -> List[torch.Tensor]:
+    """Prefixes of the probe `tokens`: one shorter than the chunk (or 5 tokens unchunked) and, when chunked, one
+    longer than a chunk but not a multiple of it."""
+    if not cfg.chunked:
+        return [tokens[:, : min(5, tokens.size(1) - 1)]] if tokens.size(1) > 5 else []
+    chunk, length = cfg.chunk_size, tokens.size(1)
+    probes = [tokens[:, : max(chunk // 2, 2)]] if chunk > 2 else []
+    if chunk + 1 < length:
+        probes.append(tokens[:, : chunk + max(chunk // 2, 1) if chunk + max(chunk // 2, 1) < length else chunk + 1])
+    return probes
+
+
 def compare(target: Target, model, hf_model, tokens: torch.Tensor) -> float:
-    """Max abs difference between the fairseq and transformers outputs on `tokens`."""
+    """Max abs difference between the fairseq and transformers outputs on `tokens` (in the models' dtype)."""
     with torch.no_grad():
-        ours = target.fairseq_outputs(model, tokens).float()
-        theirs = target.hf_outputs(hf_model, tokens).float()
+        ours = target.fairseq_outputs(model, tokens).double()
+        theirs = target.hf_outputs(hf_model, tokens).double()
     if ours.shape != theirs.shape:
         raise ValueError(f"output shapes differ: fairseq {tuple(ours.shape)} vs transformers {tuple(theirs.shape)}")
     return (ours - theirs).abs().max().item()
 
 
-def model_card(target: Target, cfg, config, checkpoint: str, max_diff: float, tokenizer_note: str) -> str:
+PIPELINE_TAGS = {
+    "MegaForCausalLM": "text-generation",
+    "MegaForMaskedLM": "fill-mask",
+    "MegaForSequenceClassification": "text-classification",
+    "MegaForTokenClassification": "token-classification",
+    "MegaForQuestionAnswering": "question-answering",
+    "MegaModel": "feature-extraction",
+    "EncoderDecoderModel": "translation",
+}
+
+
+def usage_snippet(target: Target, native: bool) -> str:
+    """Python that loads the export from the current directory and runs it (a test runs it as written)."""
+    auto = AUTO_CLASS_OF[target.hf_class]
+    lines = [
+        "import torch",
+        f"from transformers import {auto}",
+        "",
+        f'model = {auto}.from_pretrained(".", trust_remote_code=True).eval()  # this directory',
+        "ids = torch.tensor([[0, 5, 6, 7, 8, 2]])  # fairseq dictionary ids (dict.txt; <s>=0, </s>=2)",
+    ]
+    if target.hf_class == "MegaForCausalLM":
+        lines.append("print(model.generate(ids[:, 1:], max_new_tokens=8, do_sample=False, num_beams=2))")
+    elif target.hf_class == "EncoderDecoderModel":
+        lines.append("print(model.generate(ids[:, 1:], max_new_tokens=8, num_beams=2))  # decoding starts at </s>")
+    elif target.hf_class == "MegaForMultipleChoice":
+        lines.append("print(model(ids.unsqueeze(1)).logits)  # (batch, choices)")
+    elif target.hf_class == "MegaForQuestionAnswering":
+        lines.append("print(model(ids).start_logits)")
+    elif target.hf_class == "MegaModel":
+        lines.append("print(model(ids).pooler_output)")
+    else:
+        lines.append("print(model(ids).logits)")
+    return "\n".join(lines)
+
+
+def model_card(
+    target: Target,
+    cfg,
+    config,
+    checkpoint: str,
+    max_diff: float,
+    tokenizer_note: str,
+    native: bool = True,
+    verified_with=(),
+    license: str = None,
+) -> str:
+    """README.md in the hub's conventions (YAML front matter through huggingface_hub's ModelCard)."""
+    from huggingface_hub import ModelCard, ModelCardData
+
     notes = []
     if getattr(config, "add_token_type_embeddings", False):
         notes.append(
@@ -58,33 +134,58 @@ def model_card(target: Target, cfg, config, checkpoint: str, max_diff: float, to
         )
     if cfg.chunked:
         notes.append(
-            f"Chunked (chunk {cfg.chunk_size}): transformers needs inputs whose length is <= the chunk or a multiple "
-            "of it"
-            + (
-                ", and its chunked incremental decoding crashes; decode with fairseq (mega_fairseq) instead."
-                if cfg.causal
-                else "."
-            )
+            f"Chunked (chunk {cfg.chunk_size}): the model code takes any length and decodes at every length; "
+            "transformers 4.x's own Mega classes need inputs whose length is <= the chunk or a multiple of it"
+            + (" and cannot decode chunked models (use the model code)." if cfg.causal else ".")
         )
-    if cfg.causal and cfg.attention_activation != "softmax":
+    if native and cfg.causal and cfg.attention_activation != "softmax":
         notes.append(
-            f"{cfg.attention_activation} attention: transformers' incremental decoding uses a wrong length normalizer "
-            "for it; its full forward is exact, fairseq's decoding is the reference."
+            f"{cfg.attention_activation} attention: transformers 4.x's own Mega decodes it with a wrong length "
+            "normalizer; the model code decodes exactly."
         )
     if tokenizer_note:
         notes.append(tokenizer_note)
-    return (
+    pipeline_tag = PIPELINE_TAGS.get(target.hf_class)
+    data = ModelCardData(
+        library_name="transformers",
+        tags=["mega", "fairseq", "mega-fairseq"],
+        pipeline_tag=pipeline_tag,
+        license=license,
+    )
+    if native:
+        loading = (
+            "- transformers **5.x** (and 4.57.6): the model code shipped here, `trust_remote_code=True` "
+            "(`configuration_mega_fairseq.py`, `modeling_mega_fairseq.py`, `mega_*.py`: torch + transformers only).\n"
+            f"- transformers **4.57.6** without `trust_remote_code`: its own `{target.hf_class}` (`model_type: mega`); "
+            "transformers 4.x's Mega has known bugs (no chunked decoding; see the notes).\n"
+        )
+    else:
+        loading = (
+            "- transformers **5.x** and **4.57.6**: only through the model code shipped here, "
+            "`trust_remote_code=True` (`model_type: mega_fairseq`: transformers' own Mega would compute this "
+            "configuration differently, e.g. its RMSNorm does not normalise).\n"
+        )
+    how = ", ".join(verified_with) if verified_with else "not verified (--no-verify)"
+    body = (
         f"# Mega ({target.hf_class}) exported from fairseq\n\n"
-        f"Exported by `mega-export-hf` from `{checkpoint}`. Load with `transformers==4.57.6`:\n\n"
-        f"```python\nfrom transformers import AutoConfig, {target.hf_class}\nmodel = "
-        f"{target.hf_class}.from_pretrained(OUT_DIR)\n```\n\n"
-        f"Verified after export: max |output difference| {max_diff:.2e} against the fairseq model on a probe batch.\n"
+        f"Exported by `mega-export-hf` (mega_fairseq) from `{checkpoint}`.\n\n"
+        "## Loading\n\n"
+        + loading
+        + "\nRun in this directory:\n\n```python\n"
+        + usage_snippet(target, native)
+        + "\n```\n\n"
+        "## Verification\n\n"
+        "Verified after export, in float64, against the fairseq model on probe batches (whole chunks, a length "
+        f"shorter than "
+        f"the chunk and one that is not a multiple of it): max |output difference| {max_diff:.2e}; "
+        f"loaded with {how}.\n\n"
         "`dict.txt` is the fairseq dictionary (ids = rows of the embedding); `mega-import-hf` reads it back.\n\n"
         + "".join(f"- {n}\n" for n in notes)
-        + "\nSource layer configuration:\n\n```json\n"
+        + "\n## Source configuration\n\n```json\n"
         + json.dumps(vars(cfg), indent=2, default=str)
         + "\n```\n"
     )
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}"))
 
 
 def _tied(hf_model, key: str, missing) -> bool:
@@ -95,6 +196,24 @@ def _tied(hf_model, key: str, missing) -> bool:
     )
 
 
+def save_weights(weights, out_dir: Path, dtype: torch.dtype) -> None:
+    """`weights` (transformers' Mega names) as `out_dir/model.safetensors` (each tensor its own copy)."""
+    from safetensors.torch import save_file
+
+    tensors = {
+        k: v.detach().to(dtype if v.is_floating_point() else v.dtype).clone().contiguous() for k, v in weights.items()
+    }
+    save_file(tensors, str(Path(out_dir) / "model.safetensors"), metadata={"format": "pt"})
+
+
+def load_model_code(export_dir, hf_class: str):
+    """The export in `export_dir` loaded through its own model code (trust_remote_code=True)."""
+    import transformers
+
+    auto = getattr(transformers, AUTO_CLASS_OF[hf_class])
+    return auto.from_pretrained(str(export_dir), trust_remote_code=True, dtype=torch.float32)
+
+
 def export(
     checkpoint: str,
     out_dir: str,
@@ -103,6 +222,7 @@ def export(
     dtype: str = "float32",
     spm: str = None,
     verify: bool = True,
+    license: str = None,
 ) -> float:
     """Writes the export; returns the verified max abs output difference (nan when not verified)."""
     import transformers
@@ -116,27 +236,36 @@ def export(
         target = target_for_fairseq_model(model, head)
     except ValueError as err:
         raise ConversionError(str(err)) from err
-    problems = target.problems(model)
+    problems = target.problems(model, native=False)
     if problems:
         raise ConversionError(
             f"cannot export losslessly to transformers' {target.hf_class}:\n  - " + "\n  - ".join(problems)
         )
+    native_problems = target.problems(model)
+    native = not native_problems  # else: model code only (a distinct model_type; transformers' Mega would differ)
     dictionary = task_dictionary(task)
     cfg = target.layer_cfg(model)
     hf_class = getattr(transformers, target.hf_class)
     config = target.make_config(model, task)
     config.architectures = [target.hf_class]
-    labels = getattr(task, "label_dictionary", None)
-    if (
-        labels is not None and getattr(config, "num_labels", 0) == len(labels) - labels.nspecial > 1
-    ):  # class names for id2label
-        config.id2label = dict(enumerate(labels.symbols[labels.nspecial :]))
+    if not native:
+        for side in [config, getattr(config, "encoder", None), getattr(config, "decoder", None)]:
+            if side is not None and hasattr(side, "hidden_size"):
+                side.norm_eps = cfg.norm_eps
+    names = label_names(getattr(task, "label_dictionary", None), getattr(config, "num_labels", 0))
+    if names:  # class names for id2label
+        config.id2label = dict(enumerate(names))
         config.label2id = {name: i for i, name in config.id2label.items()}
-    hf = hf_class(config).eval()
-    missing, unexpected = hf.load_state_dict(target.to_hf(model), strict=False)
-    missing = [key for key in missing if not _tied(hf, key, missing)]
-    if unexpected or missing:
-        raise ConversionError(f"name mapping incomplete: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
+    weights = target.to_hf(model)
+    hf = None
+    if native:
+        hf = hf_class(config).eval()
+        missing, unexpected = hf.load_state_dict(weights, strict=False)
+        missing = [key for key in missing if not _tied(hf, key, missing)]
+        if unexpected or missing:
+            raise ConversionError(
+                f"name mapping incomplete: missing {sorted(missing)}, unexpected {sorted(unexpected)}"
+            )
     probe_dictionary = (
         dictionary
         if task.target_dictionary is None or len(task.target_dictionary) >= len(dictionary)
@@ -145,7 +274,13 @@ def export(
 
     out = Path(out_dir)
     with staging_dir(out) as tmp:
-        hf.to(DTYPES[dtype]).save_pretrained(tmp, safe_serialization=True)
+        if native:
+            hf.to(DTYPES[dtype]).save_pretrained(tmp, safe_serialization=True)
+        else:
+            save_weights(weights, tmp, DTYPES[dtype])
+            config.save_pretrained(tmp)
+        write_model_code(tmp, native)
+        add_auto_map(tmp / "config.json", target.hf_class, native)
         dictionary.save(str(tmp / "dict.txt"))
         if (
             task.target_dictionary is not None
@@ -155,9 +290,16 @@ def export(
             task.target_dictionary.save(str(tmp / "dict.target.txt"))
         tokenizer_note = ""
         if spm:
-            summary = save_tokenizer(spm, dictionary, str(tmp))
+            positions = model.max_positions()
+            positions = positions[0] if isinstance(positions, tuple) else positions
+            summary = save_tokenizer(
+                spm, dictionary, str(tmp), model_max_length=int(positions), add_special_tokens=not cfg.causal
+            )
             tokenizer_note = f"Tokenizer: XLM-R style from `{Path(spm).name}` with the fairseq dictionary's ids" + (
-                "; a causal LM takes `add_special_tokens=False`." if cfg.causal else "."
+                "; as a causal LM's, it adds no special tokens (fast tokenizer; pass `add_special_tokens=False` to "
+                "the slow one)."
+                if cfg.causal
+                else "."
             )
             if summary["spm_pieces_left_out"]:
                 tokenizer_note += (
@@ -166,22 +308,37 @@ def export(
                     "(fairseq maps them to <unk>; the tokenizer segments around them)."
                 )
         max_diff = float("nan")
+        verified_with = []
         if verify:
-            reloaded = hf_class.from_pretrained(tmp, dtype=torch.float32).eval()
             tokens = probe_tokens(cfg, probe_dictionary)
-            try:
-                max_diff = compare(target, model, reloaded, tokens)
-            except ValueError as err:
-                raise ConversionError(f"verification failed: {err}; nothing written") from err
             scale = target.fairseq_outputs(model, tokens).abs().max().item()
             tolerance = TOLERANCE if dtype == "float32" else 1e-2 * max(1.0, scale)
-            if not max_diff <= tolerance:
-                raise ConversionError(
-                    f"verification failed: transformers' outputs differ by {max_diff:.3g} (> {tolerance:g}); nothing "
-                    "written"
-                )
+            # (how it is loaded, loader, probes): transformers' Mega only gets whole chunks (its known limits);
+            # the model code also gets a probe shorter than the chunk and one that is not a multiple of it
+            probes = [tokens] + shorter_probes(cfg, tokens)
+            loaders = [("model code (trust_remote_code=True)", lambda: load_model_code(tmp, target.hf_class), probes)]
+            if native:
+                native_load = lambda: hf_class.from_pretrained(tmp, dtype=torch.float32)  # noqa: E731
+                loaders.insert(0, ("transformers' Mega", native_load, [tokens]))
+            max_diff = 0.0
+            reference = copy.deepcopy(model).double()  # float64 on both sides: no float32 rounding in the check
+            for how, load, probe_list in loaders:
+                reloaded = load().double().eval()
+                for probe in probe_list:
+                    try:
+                        diff = compare(target, reference, reloaded, probe)
+                    except ValueError as err:
+                        raise ConversionError(f"verification failed ({how}): {err}; nothing written") from err
+                    if not diff <= tolerance:
+                        raise ConversionError(
+                            f"verification failed: {how} outputs differ by {diff:.3g} (> {tolerance:g}) on a probe of "
+                            f"length {probe.size(1)}; nothing written"
+                        )
+                    max_diff = max(max_diff, diff)
+                verified_with.append(how)
         (tmp / "README.md").write_text(
-            model_card(target, cfg, config, checkpoint, max_diff, tokenizer_note), encoding="utf-8"
+            model_card(target, cfg, config, checkpoint, max_diff, tokenizer_note, native, verified_with, license),
+            encoding="utf-8",
         )
         move_into(tmp, out)
     return max_diff
@@ -201,6 +358,7 @@ def main(argv=None):
         "--spm", help="sentencepiece model the data was encoded with: also export a tokenizer with the dictionary's ids"
     )
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    parser.add_argument("--license", help="the model card's license (a hub license id, e.g. mit, apache-2.0)")
     parser.add_argument(
         "--no-verify", action="store_true", help="skip reloading with transformers and comparing outputs"
     )
@@ -208,7 +366,14 @@ def main(argv=None):
 
     try:
         diff = export(
-            args.checkpoint, args.out_dir, args.data, args.head, args.dtype, args.spm, verify=not args.no_verify
+            args.checkpoint,
+            args.out_dir,
+            args.data,
+            args.head,
+            args.dtype,
+            args.spm,
+            verify=not args.no_verify,
+            license=args.license,
         )
     except ConversionError as err:
         print(f"mega-export-hf: error: {err}", file=sys.stderr)

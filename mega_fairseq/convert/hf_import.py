@@ -25,6 +25,7 @@ import torch
 
 from .. import plugin  # noqa: F401  registers the models
 from .common import DTYPES, TOLERANCE, ConversionError, build_dictionary, probe_tokens, staging_dir
+from .remote_code import CODE_MODEL_TYPE
 from .targets import target_for_hf_class
 
 
@@ -80,7 +81,7 @@ def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "
     from fairseq import checkpoint_utils
     from transformers import MegaConfig
 
-    from .hf_export import compare
+    from .hf_export import compare, load_model_code
 
     source = Path(hf_dir)
     if not (source / "config.json").is_file():
@@ -91,26 +92,34 @@ def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "
         raise ConversionError(f"unknown dtype {dtype!r}; choose {', '.join(DTYPES)}")
     config_dict = json.loads((source / "config.json").read_text())
     model_type = config_dict.get("model_type")
-    if model_type == "encoder-decoder":
+    code_only = model_type in (CODE_MODEL_TYPE, CODE_MODEL_TYPE + "_seq2seq")  # mega-export-hf's model-code exports
+    if model_type == "encoder-decoder" or model_type == CODE_MODEL_TYPE + "_seq2seq":
         hf_config = _encoder_decoder_config(source, config_dict)
         hf_class = head or "EncoderDecoderModel"
         special_ids = hf_config.decoder
-    elif model_type == "mega":
-        hf_config = MegaConfig.from_pretrained(str(source))
+    elif model_type in ("mega", CODE_MODEL_TYPE):
+        hf_config = (
+            MegaConfig.from_dict(_as_native(config_dict)) if code_only else MegaConfig.from_pretrained(str(source))
+        )
         hf_class = head or (hf_config.architectures or [None])[0]
         special_ids = hf_config
     else:
         raise ConversionError(
             f"{source}/config.json describes model_type {model_type!r}, not 'mega' (or an encoder-decoder of Mega "
-            "models)"
+            f"models, or a mega-export-hf model-code export, {CODE_MODEL_TYPE!r})"
         )
+    for side in [hf_config, getattr(hf_config, "encoder", None), getattr(hf_config, "decoder", None)]:
+        if side is not None and getattr(side, "norm_eps", 1e-5) != 1e-5:
+            raise ConversionError(
+                f"{source}/config.json: norm_eps {side.norm_eps}; fairseq Mega models use 1e-5 (no option changes it)"
+            )
     if hf_class is None:
         raise ConversionError(
             "config.json names no architecture: pass --head with the transformers class (e.g. MegaForCausalLM)"
         )
     try:
         target = target_for_hf_class(hf_class)
-        arch, options = target.fairseq_options(hf_config)
+        arch, options = target.fairseq_options(hf_config, native=not code_only)
     except ValueError as err:
         raise ConversionError(f"cannot import {hf_class}: {err}") from err
     if (special_ids.pad_token_id, special_ids.bos_token_id, special_ids.eos_token_id) != (1, 0, 2):
@@ -147,16 +156,26 @@ def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "
         if verify:
             import transformers
 
-            hf_model = getattr(transformers, target.hf_class).from_pretrained(str(source), dtype=torch.float32).eval()
-            try:
-                max_diff = compare(target, model, hf_model, probe_tokens(target.layer_cfg(model), dictionary))
-            except ValueError as err:
-                raise ConversionError(f"verification failed: {err}") from err
-            if not max_diff <= TOLERANCE:
-                raise ConversionError(
-                    f"verification failed: the fairseq model's outputs differ from transformers' by {max_diff:.3g}; "
-                    "nothing written"
+            loaders = []  # transformers' own Mega classes, and the export's model code when it has one
+            if not code_only:
+                loaders.append(
+                    lambda: getattr(transformers, target.hf_class).from_pretrained(str(source), dtype=torch.float32)
                 )
+            if "auto_map" in config_dict:
+                loaders.append(lambda: load_model_code(source, target.hf_class))
+            max_diff = 0.0
+            for load in loaders:
+                hf_model = load().float().eval()
+                try:
+                    diff = compare(target, model, hf_model, probe_tokens(target.layer_cfg(model), dictionary))
+                except ValueError as err:
+                    raise ConversionError(f"verification failed: {err}") from err
+                if not diff <= TOLERANCE:
+                    raise ConversionError(
+                        f"verification failed: the fairseq model's outputs differ from transformers' by {diff:.3g}; "
+                        "nothing written"
+                    )
+                max_diff = max(max_diff, diff)
         cfg.task.data = str(out.parent.resolve())
         weights = {k: (v.to(DTYPES[dtype]) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
         checkpoint = checkpoint_dict(cfg, weights, hf_source={"dir": str(source.resolve()), "class": target.hf_class})
@@ -192,15 +211,26 @@ def checkpoint_dict(cfg, weights: Dict[str, torch.Tensor], **extra) -> Dict[str,
     }
 
 
+def _as_native(config_dict: dict) -> dict:
+    """A model-code export's config dict as transformers' MegaConfig reads it (model_type mega, no auto_map)."""
+    out = {k: v for k, v in config_dict.items() if k != "auto_map"}
+    out["model_type"] = "mega"
+    return out
+
+
 def _encoder_decoder_config(source: Path, config_dict: dict):
     from transformers import EncoderDecoderConfig
 
     sides = {side: config_dict.get(side, {}).get("model_type") for side in ("encoder", "decoder")}
-    if sides != {"encoder": "mega", "decoder": "mega"}:
+    if set(sides.values()) - {"mega", CODE_MODEL_TYPE}:
         raise ConversionError(
             f"{source} is an encoder-decoder of {sides}; only Mega encoder + Mega decoder models import"
         )
-    return EncoderDecoderConfig.from_pretrained(str(source))
+    native = {k: v for k, v in config_dict.items() if k != "auto_map"}
+    native.update(
+        model_type="encoder-decoder", encoder=_as_native(native["encoder"]), decoder=_as_native(native["decoder"])
+    )
+    return EncoderDecoderConfig.from_dict(native)
 
 
 def load_exactly(model, state: Dict[str, torch.Tensor], source: Path):

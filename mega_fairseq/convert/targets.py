@@ -40,8 +40,10 @@ EXPORTABLE_ENCODER_PRESET = "mega_base"
 StateDict = Dict[str, Tensor]
 
 
-def stack_problems(stack: MegaStack, decoder: bool, preset: Optional[str]) -> List[str]:
-    """Why transformers' MegaModel cannot hold this stack exactly (empty: it can)."""
+def stack_problems(stack: MegaStack, decoder: bool, preset: Optional[str], native: bool = True) -> List[str]:
+    """Why transformers' MegaModel cannot hold this stack exactly (empty: it can).  native=False: why the
+    exported model code (`remote_code`, which runs this package's modules) cannot: rmsnorm, another norm
+    epsilon and a truncated decoder EMA are then fine."""
     cfg, problems = stack.cfg, []
     fix = f"; the {preset} preset has the exportable structure" if preset else ""
     if stack.embed_scale != 1.0:
@@ -52,14 +54,14 @@ def stack_problems(stack: MegaStack, decoder: bool, preset: Optional[str]) -> Li
         problems.append("a final norm after the last layer (from --normalize-before): add --no-final-norm" + fix)
     if not isinstance(stack.embed_tokens, torch.nn.Embedding):
         problems.append("adaptive input embeddings cannot be expressed by HF Mega")
-    if cfg.normalization_type == "rmsnorm":
+    if native and cfg.normalization_type == "rmsnorm":
         problems.append(
             "HF's MegaRMSNorm does not normalize (a known transformers bug), so an rmsnorm model would compute "
             "differently"
         )
-    if cfg.norm_eps != 1e-5:
+    if native and cfg.norm_eps != 1e-5:
         problems.append(f"norm epsilon {cfg.norm_eps} (HF Mega fixes 1e-5)")
-    if decoder and cfg.truncation is not None:
+    if native and decoder and cfg.truncation is not None:
         problems.append(
             "--truncation-length: HF's decoder ignores truncation when use_cache=True (its default); train without "
             "truncation"
@@ -67,15 +69,16 @@ def stack_problems(stack: MegaStack, decoder: bool, preset: Optional[str]) -> Li
     return problems
 
 
-def layer_options_from_hf(hf_config) -> Dict[str, Any]:
-    """`MegaLayerOptions` values describing HF's layer settings; ValueError where there is none."""
+def layer_options_from_hf(hf_config, native: bool = True) -> Dict[str, Any]:
+    """`MegaLayerOptions` values describing HF's layer settings; ValueError where there is none.  native=False:
+    the config of a model-code export (rmsnorm is then a real RMS norm, computed by this package's modules)."""
     if hf_config.normalize_before_ffn != hf_config.normalize_before_mega:
         raise ValueError(
             f"normalize_before_ffn={hf_config.normalize_before_ffn} differs from "
             f"normalize_before_mega={hf_config.normalize_before_mega}; "
             "fairseq Mega models use one --normalize-before for both"
         )
-    if hf_config.normalization_type == "rmsnorm":
+    if native and hf_config.normalization_type == "rmsnorm":
         raise ValueError(
             "rmsnorm: transformers' MegaRMSNorm does not normalize (a known bug), so no fairseq model computes the same"
         )
@@ -116,8 +119,9 @@ class Target:
     hf_class: str  # transformers class name
     fairseq_task: str  # the task an import's checkpoint names
 
-    def problems(self, model: nn.Module) -> List[str]:
-        """Why `hf_class` cannot hold the fairseq `model` exactly (empty: it can)."""
+    def problems(self, model: nn.Module, native: bool = True) -> List[str]:
+        """Why `hf_class` cannot hold the fairseq `model` exactly (empty: it can); native=False: why the exported
+        model code cannot (see `stack_problems`)."""
         raise NotImplementedError
 
     def make_config(self, model: nn.Module, task):
@@ -141,8 +145,9 @@ class Target:
         """`hf_class` weights -> a state dict that `model` (built by `fairseq_options`) loads strictly."""
         raise NotImplementedError
 
-    def fairseq_options(self, hf_config) -> Tuple[str, Dict[str, Any]]:
-        """(arch, {option: value}) rebuilding the model of `hf_config` (import); ValueError where there is none."""
+    def fairseq_options(self, hf_config, native: bool = True) -> Tuple[str, Dict[str, Any]]:
+        """(arch, {option: value}) rebuilding the model of `hf_config` (import); ValueError where there is none.
+        native=False: `hf_config` is a model-code export's (see `layer_options_from_hf`)."""
         raise NotImplementedError
 
     def prepare_import(self, model: nn.Module, hf_config) -> None:
@@ -164,9 +169,9 @@ class Target:
 # ---------------------------------------------------------------- causal LM (mega_lm <-> MegaForCausalLM)
 
 
-def lm_problems(decoder, preset: Optional[str], cross_attention_ok: bool = False) -> List[str]:
+def lm_problems(decoder, preset: Optional[str], cross_attention_ok: bool = False, native: bool = True) -> List[str]:
     """Why a `MegaDecoder` is not a `MegaForCausalLM` (empty: it is)."""
-    problems = stack_problems(decoder.stack, decoder=True, preset=preset)
+    problems = stack_problems(decoder.stack, decoder=True, preset=preset, native=native)
     if decoder.adaptive_softmax is not None:
         problems.append("adaptive softmax cannot be expressed by HF Mega")
     if decoder.stack.cfg.cross_attention and not cross_attention_ok:
@@ -190,8 +195,8 @@ class CausalLMTarget(Target):
     hf_class = "MegaForCausalLM"
     fairseq_task = "language_modeling"
 
-    def problems(self, model) -> List[str]:
-        return lm_problems(model.decoder, EXPORTABLE_LM_PRESET)
+    def problems(self, model, native: bool = True) -> List[str]:
+        return lm_problems(model.decoder, EXPORTABLE_LM_PRESET, native=native)
 
     def config_kwargs(self, model, dictionary) -> dict:
         return lm_config_kwargs(model.decoder, dictionary)
@@ -202,7 +207,7 @@ class CausalLMTarget(Target):
     def from_hf(self, hf_state, model) -> StateDict:
         return {"decoder." + k: v for k, v in lm_state_dict_from_hf(hf_state, self.layer_cfg(model)).items()}
 
-    def fairseq_options(self, hf_config) -> Tuple[str, Dict[str, Any]]:
+    def fairseq_options(self, hf_config, native: bool = True) -> Tuple[str, Dict[str, Any]]:
         problems = []
         if hf_config.add_token_type_embeddings:
             problems.append("token-type embeddings: mega_lm has none (add_token_type_embeddings=False)")
@@ -216,7 +221,7 @@ class CausalLMTarget(Target):
         if problems:
             raise ValueError("; ".join(problems))
         positions = hf_config.max_positions
-        options = {**size_options_from_hf(hf_config, "decoder"), **layer_options_from_hf(hf_config)}
+        options = {**size_options_from_hf(hf_config, "decoder"), **layer_options_from_hf(hf_config, native)}
         options.update(
             no_final_norm=True,
             no_scale_embedding=True,
@@ -249,8 +254,8 @@ class MaskedLMTarget(Target):
     kind = "masked_lm"  # the kind name in `hf_names.ENCODER_HEAD_KEYS`
     head_name: Optional[str] = None
 
-    def problems(self, model) -> List[str]:
-        return stack_problems(model.encoder.stack, decoder=False, preset=EXPORTABLE_ENCODER_PRESET)
+    def problems(self, model, native: bool = True) -> List[str]:
+        return stack_problems(model.encoder.stack, decoder=False, preset=EXPORTABLE_ENCODER_PRESET, native=native)
 
     def head_sizes(self, model) -> Dict[str, int]:
         """HF config kwargs that size the head (num_labels)."""
@@ -279,10 +284,10 @@ class MaskedLMTarget(Target):
     def from_hf(self, hf_state, model) -> StateDict:
         return encoder_state_dict_from_hf(hf_state, self.layer_cfg(model), self.kind, self.head_name)
 
-    def fairseq_options(self, hf_config) -> Tuple[str, Dict[str, Any]]:
+    def fairseq_options(self, hf_config, native: bool = True) -> Tuple[str, Dict[str, Any]]:
         if hf_config.is_decoder or not hf_config.bidirectional:
             raise ValueError("an encoder class needs is_decoder=False and bidirectional=True")
-        options = {**size_options_from_hf(hf_config, "encoder"), **layer_options_from_hf(hf_config)}
+        options = {**size_options_from_hf(hf_config, "encoder"), **layer_options_from_hf(hf_config, native)}
         options.update(
             max_positions=hf_config.max_positions,
             add_token_type_embeddings=bool(hf_config.add_token_type_embeddings),
@@ -318,8 +323,8 @@ class EncoderHeadTarget(MaskedLMTarget):
         self.head, self.kind, self.head_name = head, head.name, head_name
         self.hf_class = head.hf_class
 
-    def problems(self, model) -> List[str]:
-        found = super().problems(model)
+    def problems(self, model, native: bool = True) -> List[str]:
+        found = super().problems(model, native)
         module = model.classification_heads[self.head_name]
         if self.head.hf_tanh and str(model.cfg.pooler_activation_fn) != "tanh":
             found.append(
@@ -373,9 +378,9 @@ class TranslationTarget(Target):
     hf_class = "EncoderDecoderModel"
     fairseq_task = "translation"
 
-    def problems(self, model) -> List[str]:
-        encoder_problems = stack_problems(model.encoder.stack, decoder=False, preset=None)
-        decoder_problems = lm_problems(model.decoder, preset=None, cross_attention_ok=True)
+    def problems(self, model, native: bool = True) -> List[str]:
+        encoder_problems = stack_problems(model.encoder.stack, decoder=False, preset=None, native=native)
+        decoder_problems = lm_problems(model.decoder, preset=None, cross_attention_ok=True, native=native)
         return [f"encoder: {p}" for p in encoder_problems] + [f"decoder: {p}" for p in decoder_problems]
 
     def make_config(self, model, task):
@@ -426,7 +431,7 @@ class TranslationTarget(Target):
         out["dictionary_digest"] = model.dictionary_digest  # fingerprints of the dictionaries the import writes
         return out
 
-    def fairseq_options(self, hf_config) -> Tuple[str, Dict[str, Any]]:
+    def fairseq_options(self, hf_config, native: bool = True) -> Tuple[str, Dict[str, Any]]:
         encoder, decoder = hf_config.encoder, hf_config.decoder
         if encoder.is_decoder or not encoder.bidirectional:
             raise ValueError("the encoder must be bidirectional with is_decoder=False")
@@ -442,11 +447,11 @@ class TranslationTarget(Target):
             raise ValueError(
                 "token-type embeddings or an LM hidden dense layer: the mega translation model has neither"
             )
-        layer_options = layer_options_from_hf(encoder)
+        layer_options = layer_options_from_hf(encoder, native)
         differing = {
-            k: (v, layer_options_from_hf(decoder)[k])
+            k: (v, layer_options_from_hf(decoder, native)[k])
             for k, v in layer_options.items()
-            if layer_options_from_hf(decoder)[k] != v
+            if layer_options_from_hf(decoder, native)[k] != v
         }
         if differing:
             raise ValueError(

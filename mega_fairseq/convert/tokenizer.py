@@ -12,7 +12,7 @@ unchanged, and `AutoTokenizer.from_pretrained(OUT_DIR)` gives fairseq's ids.
 Encoding templates are XLM-R's, which are fairseq's RoBERTa conventions: ``<s> A </s>`` and
 ``<s> A </s> </s> B </s>`` (sentence_prediction with --init-token 0 --separator-token 2); the
 masked LM's ``<mask>`` is the id after the dictionary, as fairseq's masked_lm task adds it.
-A causal LM consumes bare pieces: call the tokenizer with ``add_special_tokens=False``.
+A causal LM consumes bare pieces: its tokenizer adds no special tokens (`bare_post_processor`).
 
 Sentencepiece pieces that are not in the dictionary (never seen in the training data) are left
 out: fairseq would map such a piece to <unk>, the exported tokenizer segments around it.
@@ -84,8 +84,36 @@ def reordered_spm_model(spm_path: str, symbols: List[str]) -> Tuple[bytes, int, 
     return proto.SerializeToString(), left_out, not_pieces
 
 
-def save_tokenizer(spm_path: str, dictionary, out_dir: str, model_max_length: int = None) -> dict:
-    """Writes an XLM-R style tokenizer (slow + fast) for `dictionary` into `out_dir`; returns a summary."""
+def bare_post_processor(out_dir: Path) -> None:
+    """tokenizer.json's post-processor -> one that adds no special tokens (``$A`` / ``$A $B``), loaded as
+    ``PreTrainedTokenizerFast`` (transformers 4.x and 5.x alike, also with use_fast=False)."""
+    import json
+
+    config_path = out_dir / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    # the generic fast class keeps tokenizer.json's post-processor (transformers 5.x's XLMRobertaTokenizer rebuilds
+    # its own, which adds <s> ... </s>); the sentencepiece model stays beside it
+    config.update(tokenizer_class="PreTrainedTokenizerFast", add_bos_token=False, add_eos_token=False)
+    config_path.write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
+    path = out_dir / "tokenizer.json"
+    spec = json.loads(path.read_text(encoding="utf-8"))
+    spec["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [{"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {},
+    }
+    path.write_text(json.dumps(spec, ensure_ascii=False, indent=2), encoding="utf-8")
+
+
+def save_tokenizer(
+    spm_path: str, dictionary, out_dir: str, model_max_length: int = None, add_special_tokens: bool = True
+) -> dict:
+    """Writes an XLM-R style tokenizer (slow + fast) for `dictionary` into `out_dir`; returns a summary.
+
+    model_max_length: the model's longest input (pipelines truncate to it).  add_special_tokens=False (a causal LM,
+    which consumes bare pieces): the fast tokenizer's post-processor adds nothing, so ``tokenizer(text)`` gives
+    the pieces' ids as fairseq's language_modeling task reads them."""
     from transformers import XLMRobertaTokenizer, XLMRobertaTokenizerFast
 
     if not Path(spm_path).is_file():
@@ -108,4 +136,6 @@ def save_tokenizer(spm_path: str, dictionary, out_dir: str, model_max_length: in
         fast = XLMRobertaTokenizerFast(vocab_file=str(vocab_file), **kwargs)
         fast.save_pretrained(out_dir)  # tokenizer.json + tokenizer_config.json + special tokens
         slow.save_pretrained(out_dir)  # adds sentencepiece.bpe.model for the slow class
+    if not add_special_tokens:
+        bare_post_processor(Path(out_dir))
     return {"symbols": len(symbols), "spm_pieces_left_out": left_out, "symbols_not_in_spm": missing}
