@@ -344,10 +344,123 @@ def _checked_preprocess(main):
     return wrapped_main
 
 
+# ----------------------------------------------------------------------------- files named in errors
+DICTIONARY_FILE_ATTR = "source_file"
+"""Set on a fairseq Dictionary loaded from a file (models.dictionary_fingerprint names it in its refusals)."""
+
+_loading = [None]  # the checkpoint file fairseq read last (named in dictionary refusals)
+
+
+class CheckpointReadError(RuntimeError):
+    """A file given as a checkpoint that is not one (empty, truncated, random bytes, text, another format)."""
+
+
+def _first_line(err) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"
+
+
+def _dictionary_line_problem(path):
+    """(line number, line, reason) of the first line of a dictionary file fairseq cannot read, else None."""
+    with open(path, "rb") as f:
+        raw_lines = f.read().split(b"\n")
+    seen = set()
+    for number, raw in enumerate(raw_lines, 1):
+        if not raw.strip() and number == len(raw_lines):
+            break
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            return number, raw[:60], f"not UTF-8 text ({err.reason} at byte {err.start})"
+        if number == 1 and line.startswith("#fairseq:"):
+            continue
+        parts = line.rstrip().rsplit(" ", 1)
+        overwrite = len(parts) == 2 and parts[1] == "#fairseq:overwrite"
+        if overwrite:
+            parts = parts[0].rsplit(" ", 1)
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            return number, line[:60], "expected '<symbol> <count>'"
+        if parts[0] in seen and not overwrite:
+            return number, line[:60], f"duplicate symbol {parts[0]!r}"
+        seen.add(parts[0])
+    return None
+
+
+def _named_dictionary_load(add_from_file):
+    def wrapped_add_from_file(self, f):
+        if not isinstance(f, (str, os.PathLike)):
+            return add_from_file(self, f)
+        path = os.fspath(f)
+        try:
+            add_from_file(self, path)
+        except FileNotFoundError:
+            raise
+        except Exception as err:  # fairseq: ValueError / RuntimeError / a bare Exception for bad encodings
+            if os.path.isdir(path):
+                raise ValueError(f"{path} is a directory, not a dictionary file") from err
+            problem = _dictionary_line_problem(path) if os.path.isfile(path) else None
+            where = f"{path}, line {problem[0]}: {problem[2]}, got {problem[1]!r}" if problem else f"{path}: {err}"
+            raise ValueError(
+                f"{where}. A fairseq dictionary (dict.txt) has one '<symbol> <count>' line per symbol: fix the "
+                "file or rebuild it with fairseq-preprocess"
+            ) from err
+        setattr(self, DICTIONARY_FILE_ATTR, path)
+
+    return wrapped_add_from_file
+
+
+def _named_checkpoint_read(load_checkpoint_to_cpu):
+    def wrapped_load_checkpoint_to_cpu(path, *args, **kwargs):
+        _loading[0] = path
+        try:
+            return load_checkpoint_to_cpu(path, *args, **kwargs)
+        except (FileNotFoundError, PermissionError, IsADirectoryError, MemoryError):
+            raise
+        except Exception as err:  # torch.load / fairseq's upgrade of a file that is not a checkpoint
+            if "Weights only load failed" in str(err):
+                raise CheckpointReadError(
+                    f"{path} holds pickled objects other than tensors and fairseq's config; refused, since loading "
+                    "them could run code from the file. Use only checkpoints from a source you trust, written by "
+                    "fairseq-train, mega-import-hf or mega-import-original"
+                ) from err
+            raise CheckpointReadError(
+                f"{path} is not a readable fairseq checkpoint ({_first_line(err)}): it is empty, truncated, or "
+                "not a checkpoint. Pass a checkpoint written by fairseq-train, mega-import-hf or mega-import-original"
+            ) from err
+
+    return wrapped_load_checkpoint_to_cpu
+
+
+def _dictionary_refusal(err):
+    """The dictionary-fingerprint refusal (models.dictionary_fingerprint) in err's chain, else None."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if type(err).__name__ == "DictionaryMismatchError" and hasattr(err, "checkpoint"):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _refusal_names_checkpoint(load):
+    def wrapped(*args, **kwargs):
+        try:
+            return load(*args, **kwargs)
+        except Exception as err:
+            refusal = _dictionary_refusal(err)
+            if refusal is None:
+                raise
+            refusal.checkpoint = _loading[0]  # fairseq's trainer would hide it behind "architectures must match"
+            raise refusal from None
+
+    return wrapped
+
+
 # ----------------------------------------------------------------------------- apply
 def apply() -> None:
     """Installs the patches (idempotent; each guarded by `fairseq_patches.patch_once`)."""
-    from fairseq import checkpoint_utils
+    from fairseq import checkpoint_utils, trainer
+    from fairseq.data import Dictionary
 
     _patch_cpu_overflow()
     patch_once(
@@ -370,6 +483,34 @@ def apply() -> None:
         _resume_fallback,
         params=("cfg", "trainer"),
         purpose="resuming from the newest intact checkpoint",
+    )
+    patch_once(
+        checkpoint_utils,
+        "load_checkpoint_to_cpu",
+        _named_checkpoint_read,
+        params=("path",),
+        purpose="a file that is not a checkpoint named as such",
+    )
+    patch_once(
+        checkpoint_utils,
+        "load_model_ensemble_and_task",
+        _refusal_names_checkpoint,
+        params=("filenames",),
+        purpose="dictionary refusals name the checkpoint",
+    )
+    patch_once(
+        trainer.Trainer,
+        "load_checkpoint",
+        _refusal_names_checkpoint,
+        params=("self", "filename"),
+        purpose="dictionary refusals name the checkpoint",
+    )
+    patch_once(
+        Dictionary,
+        "add_from_file",
+        _named_dictionary_load,
+        params=("self", "f"),
+        purpose="dictionaries remember their file; bad dict.txt lines named with file and line",
     )
     _patch_train_loop()
     preprocess = sys.modules.get("fairseq_cli.preprocess")

@@ -20,6 +20,7 @@ from fairseq.utils import safe_getattr
 from omegaconf import II
 
 from .decoder import MegaDecoder
+from .dictionary_fingerprint import DictionaryFingerprintMixin
 from .options import (
     MegaDecoderSizes,
     MegaDecoderStructureOptions,
@@ -48,7 +49,7 @@ class MegaLMConfig(MegaLayerOptions, MegaDecoderSizes, MegaDecoderStructureOptio
 
 
 @register_model("mega_lm", dataclass=MegaLMConfig)
-class MegaLanguageModel(FairseqLanguageModel):
+class MegaLanguageModel(DictionaryFingerprintMixin, FairseqLanguageModel):
     @classmethod
     def build_model(cls, cfg, task):
         cfg = resolve_model_config(cfg, MegaLMConfig)
