@@ -409,6 +409,15 @@ def _named_dictionary_load(add_from_file):
     return wrapped_add_from_file
 
 
+def _looks_like_safetensors(path) -> bool:
+    """A safetensors file starts with an 8-byte little-endian header length and a JSON header."""
+    with contextlib.suppress(OSError, TypeError):
+        with open(path, "rb") as f:
+            head = f.read(9)
+        return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (1 << 30)
+    return False
+
+
 def _named_checkpoint_read(load_checkpoint_to_cpu):
     def wrapped_load_checkpoint_to_cpu(path, *args, **kwargs):
         _loading[0] = path
@@ -417,11 +426,17 @@ def _named_checkpoint_read(load_checkpoint_to_cpu):
         except (FileNotFoundError, PermissionError, IsADirectoryError, MemoryError):
             raise
         except Exception as err:  # torch.load / fairseq's upgrade of a file that is not a checkpoint
+            if _looks_like_safetensors(path):
+                raise CheckpointReadError(
+                    f"{path} is a safetensors file (transformers weights), not a fairseq checkpoint: convert its "
+                    "directory with mega-import-hf HF_DIR OUT_CHECKPOINT first"
+                ) from err
             if "Weights only load failed" in str(err):
                 raise CheckpointReadError(
-                    f"{path} holds pickled objects other than tensors and fairseq's config; refused, since loading "
-                    "them could run code from the file. Use only checkpoints from a source you trust, written by "
-                    "fairseq-train, mega-import-hf or mega-import-original"
+                    f"{path} is not a checkpoint torch can load safely: its weights-only loader refused it (not a "
+                    "checkpoint at all, or it pickles objects other than tensors and fairseq's config, which could run "
+                    "code). Pass a checkpoint written by fairseq-train, mega-import-hf or mega-import-original, from a "
+                    "source you trust"
                 ) from err
             raise CheckpointReadError(
                 f"{path} is not a readable fairseq checkpoint ({_first_line(err)}): it is empty, truncated, or "
@@ -456,11 +471,61 @@ def _refusal_names_checkpoint(load):
     return wrapped
 
 
+# ----------------------------------------------------------------------------- binarized data
+def check_binarized(dataset, path, dictionary=None) -> None:
+    """Raises ValueError when an mmap-binarized split is truncated or holds token ids its dictionary lacks.
+
+    ``{path}.bin`` must hold every token its index points at; with a dictionary, every id must be < its size (a
+    split binarized with a bigger or another dictionary would index past the embedding, an IndexError deep in the
+    model).  Scans the split once with numpy (about a second per GB)."""
+    import numpy as np
+
+    index, buffer = getattr(dataset, "_index", None), getattr(dataset, "_bin_buffer", None)
+    if index is None or buffer is None or not len(index):
+        return
+    itemsize = np.dtype(index.dtype).itemsize
+    end = int(index._pointers[-1]) + int(index._sizes[-1]) * itemsize
+    if end > len(buffer):
+        raise ValueError(
+            f"{path}.bin is truncated: {path}.idx points at {end} bytes but the file has {len(buffer)}. Copy it "
+            "again or re-run fairseq-preprocess"
+        )
+    if dictionary is None:
+        return
+    ids = np.frombuffer(buffer, dtype=index.dtype, count=end // itemsize)
+    largest = int(ids.max()) if ids.size else -1
+    if largest >= len(dictionary):
+        where = getattr(dictionary, DICTIONARY_FILE_ATTR, None) or "the task's dictionary"
+        raise ValueError(
+            f"{path}.bin holds token id {largest} but {where} has only {len(dictionary)} symbols: the split was "
+            f"binarized with another dictionary. Re-run fairseq-preprocess with --srcdict {where} (or use the "
+            "dictionary it was binarized with)"
+        )
+
+
+def _checked_make_dataset(make_dataset):
+    def wrapped_make_dataset(path, impl, *args, **kwargs):
+        try:
+            dataset = make_dataset(path, impl, *args, **kwargs)
+        except (FileNotFoundError, PermissionError, MemoryError):
+            raise
+        except Exception as err:  # fairseq asserts on a bad header; numpy / mmap fail on empty or short files
+            raise ValueError(
+                f"{path}.idx / {path}.bin is not a readable fairseq binarized split ({_first_line(err)}): it is "
+                "empty, truncated or not fairseq-preprocess output. Re-run fairseq-preprocess"
+            ) from err
+        if dataset is not None:
+            check_binarized(dataset, path, kwargs.get("dictionary", args[1] if len(args) > 1 else None))
+        return dataset
+
+    return wrapped_make_dataset
+
+
 # ----------------------------------------------------------------------------- apply
 def apply() -> None:
     """Installs the patches (idempotent; each guarded by `fairseq_patches.patch_once`)."""
     from fairseq import checkpoint_utils, trainer
-    from fairseq.data import Dictionary
+    from fairseq.data import Dictionary, indexed_dataset
 
     _patch_cpu_overflow()
     patch_once(
@@ -504,6 +569,13 @@ def apply() -> None:
         _refusal_names_checkpoint,
         params=("self", "filename"),
         purpose="dictionary refusals name the checkpoint",
+    )
+    patch_once(
+        indexed_dataset,
+        "make_dataset",
+        _checked_make_dataset,
+        params=("path", "impl"),
+        purpose="a truncated or foreign binarized split named as such",
     )
     patch_once(
         Dictionary,

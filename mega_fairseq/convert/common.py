@@ -8,6 +8,7 @@ of (pattern, pattern) pairs in either direction, first match wins.
 """
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -170,6 +171,19 @@ def refuse_to_replace(paths, overwrite: bool, what: str, data_dictionaries: bool
             f"{what} would replace {', '.join(map(str, existing))}{note}; nothing written. Pass --overwrite to "
             f"replace {'them' if len(existing) > 1 else 'it'}, or choose another output path"
         )
+
+
+def read_config_json(path: Path) -> dict:
+    """config.json as a dict; ConversionError naming the file when it is not a JSON object."""
+    try:
+        config = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ConversionError(
+            f"{path} is not a JSON file ({err}): pass a directory written by save_pretrained"
+        ) from err
+    if not isinstance(config, dict):
+        raise ConversionError(f"{path} holds a JSON {type(config).__name__}, not the object of a transformers config")
+    return config
 
 
 def check_finite(tensors: Mapping[str, torch.Tensor], source, dtype: Optional[torch.dtype] = None):

@@ -32,6 +32,7 @@ from .common import (
     build_dictionary,
     check_finite,
     probe_tokens,
+    read_config_json,
     refuse_to_replace,
     staging_dir,
 )
@@ -99,7 +100,7 @@ def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "
         )
     if dtype not in DTYPES:
         raise ConversionError(f"unknown dtype {dtype!r}; choose {', '.join(DTYPES)}")
-    config_dict = json.loads((source / "config.json").read_text())
+    config_dict = read_config_json(source / "config.json")
     model_type = config_dict.get("model_type")
     if model_type == "encoder-decoder":
         hf_config = _encoder_decoder_config(source, config_dict)
@@ -146,11 +147,19 @@ def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "
     with staging_dir(out) as tmp:
         for name, dictionary_ in dictionaries.items():
             dictionary_.save(str(tmp / name))
-        cfg, task, model = fairseq_setup(arch, options, target.fairseq_task, str(tmp))
+        try:
+            cfg, task, model = fairseq_setup(arch, options, target.fairseq_task, str(tmp))
+        except (ValueError, TypeError) as err:
+            raise ConversionError(f"{source}/config.json describes a model fairseq cannot build: {err}") from err
         try:
             target.prepare_import(model, hf_config)
             state = target.from_hf(hf_state, model)
-        except (KeyError, ValueError) as err:
+        except KeyError as err:
+            raise ConversionError(
+                f"cannot import {source}: its weights lack {err}, which the model its config.json describes needs "
+                "(config.json and the weights file belong to different models?)"
+            ) from err
+        except ValueError as err:
             raise ConversionError(f"cannot import {source}: {err}") from err
         state.setdefault(FINGERPRINT_KEY, model.state_dict()[FINGERPRINT_KEY])  # of the dictionaries written
         load_exactly(model, state, source)

@@ -332,7 +332,11 @@ def read_original(path: str) -> Tuple[argparse.Namespace, Dict[str, torch.Tensor
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ConversionError(f"{path} could not be loaded safely (torch.load weights_only=True): {err}") from err
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise ConversionError(
+            f"{path} could not be loaded safely (torch.load weights_only=True: {type(err).__name__}: {first}): it is "
+            "empty, truncated, not a checkpoint, or pickles objects that could run code"
+        ) from err
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
         raise ConversionError(f"{path} is not a fairseq checkpoint (expected a dict with 'args' and 'model')")
     args = checkpoint.get("args")
