@@ -393,7 +393,7 @@ def _named_dictionary_load(add_from_file):
         path = os.fspath(f)
         try:
             add_from_file(self, path)
-        except FileNotFoundError:
+        except OSError:  # not found, not a directory, no permission: named by the OS error itself
             raise
         except Exception as err:  # fairseq: ValueError / RuntimeError / a bare Exception for bad encodings
             if os.path.isdir(path):
@@ -521,11 +521,33 @@ def _checked_make_dataset(make_dataset):
     return wrapped_make_dataset
 
 
+def _checked_block_size(init):
+    def wrapped_init(self, dataset, sizes, block_size, *args, **kwargs):
+        if (
+            block_size is not None
+            and block_size < 1
+            and kwargs.get("break_mode", args[2] if len(args) > 2 else None)
+            in (
+                None,
+                "none",
+                "complete",
+                "complete_doc",
+            )
+        ):
+            raise ValueError(
+                f"--tokens-per-sample must be a positive number of tokens (block size {block_size}; masked LM "
+                "tasks take one for <s>)"
+            )
+        return init(self, dataset, sizes, block_size, *args, **kwargs)
+
+    return wrapped_init
+
+
 # ----------------------------------------------------------------------------- apply
 def apply() -> None:
     """Installs the patches (idempotent; each guarded by `fairseq_patches.patch_once`)."""
     from fairseq import checkpoint_utils, trainer
-    from fairseq.data import Dictionary, indexed_dataset
+    from fairseq.data import Dictionary, TokenBlockDataset, indexed_dataset
 
     _patch_cpu_overflow()
     patch_once(
@@ -576,6 +598,13 @@ def apply() -> None:
         _checked_make_dataset,
         params=("path", "impl"),
         purpose="a truncated or foreign binarized split named as such",
+    )
+    patch_once(
+        TokenBlockDataset,
+        "__init__",
+        _checked_block_size,
+        params=("self", "dataset", "sizes", "block_size"),
+        purpose="--tokens-per-sample 0 named (not a ZeroDivisionError)",
     )
     patch_once(
         Dictionary,

@@ -56,6 +56,11 @@ class MegaLanguageModel(DictionaryFingerprintMixin, FairseqLanguageModel):
         if safe_getattr(cfg, "max_target_positions", None) is None:
             tokens = safe_getattr(cfg, "tokens_per_sample", None)
             cfg.max_target_positions = DEFAULT_MAX_TARGET_POSITIONS if tokens is None else tokens
+        if cfg.max_target_positions < 1:
+            raise ValueError(
+                f"--max-target-positions (or --tokens-per-sample) must be a positive number of tokens, got "
+                f"{cfg.max_target_positions}"
+            )
         dictionary = task.target_dictionary
         embed_tokens = None
         if cfg.adaptive_input:
