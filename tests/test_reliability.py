@@ -332,3 +332,89 @@ def test_fault_injection_loses_no_run(tmp_path):
     summary = re.search(r"killed (\d+) / resumed (\d+) / lost (\d+)", proc.stdout)
     assert summary and int(summary[3]) == 0 and int(summary[1]) >= 1, proc.stdout[-3000:]
     assert "full disk: clear error, last good checkpoint intact" in proc.stdout, proc.stdout[-3000:]
+
+
+# ---- 4. a dictionary fingerprint in every checkpoint -------------------------------------------------
+def _load(checkpoint, data):
+    from fairseq import checkpoint_utils
+
+    import mega_fairseq.plugin  # noqa: F401  (the reliability patches and the models)
+
+    return checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)], arg_overrides={"data": str(data)})
+
+
+def _with_swapped_lines(data, out, first=5, second=6):
+    """A copy of the data-bin directory `data` whose dict.txt has two lines swapped (same size, other ids)."""
+    out.mkdir()
+    for path in data.iterdir():
+        (out / path.name).symlink_to(path)
+    (out / "dict.txt").unlink()
+    lines = (data / "dict.txt").read_text().splitlines(keepends=True)
+    lines[first], lines[second] = lines[second], lines[first]
+    (out / "dict.txt").write_text("".join(lines))
+    return out
+
+
+def test_two_swapped_dictionary_lines_are_refused_naming_the_checkpoint_and_the_dictionary(trained_lm, tmp_path):
+    from mega_fairseq.models.dictionary_fingerprint import FINGERPRINT_KEY, DictionaryMismatchError
+
+    data, checkpoint, _ = trained_lm
+    swapped = _with_swapped_lines(data, tmp_path / "swapped")
+    assert FINGERPRINT_KEY in torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
+    # fairseq-generate / -eval-lm / -validate and hub from_pretrained load through load_model_ensemble_and_task
+    with pytest.raises(DictionaryMismatchError) as err:
+        _load(checkpoint, swapped)
+    assert re.search(
+        rf"^{re.escape(str(checkpoint))}: the task's dictionary \({re.escape(str(swapped))}/dict\.txt\) is not the "
+        r"one the checkpoint was trained with .*pass the data directory it was trained on.*--srcdict",
+        str(err.value),
+    ), str(err.value)
+    models, _, _ = _load(checkpoint, data)  # its own dictionary: fine
+    # a checkpoint written before fingerprints existed still loads (unchecked)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    del state["model"][FINGERPRINT_KEY]
+    torch.save(state, tmp_path / "old.pt")
+    old, _, _ = _load(tmp_path / "old.pt", swapped)
+    assert int(old[0].dictionary_digest[0]) != int(models[0].dictionary_digest[0])
+    # fairseq-train --restore-file: the refusal, not fairseq's "please ensure that the architectures match"
+    proc, log = train(swapped, tmp_path / "resume", "--restore-file", checkpoint, "--max-update", "40", check=False)
+    assert proc.returncode != 0 and "architectures match" not in log.splitlines()[-1]
+    assert re.search(rf"DictionaryMismatchError: {re.escape(str(checkpoint))}: the task's dictionary", log), log[-2000:]
+
+
+@pytest.mark.parametrize(
+    "arch, task, layout",
+    [
+        ("mega_tiny", "masked_lm", {"dict.txt": 20}),
+        ("mega_lra_listop", "lra-text", {"src-bin/dict.txt": 20, "label-bin/dict.txt": 2}),
+        ("mega_translation_tiny", "translation", {"dict.en.txt": 20, "dict.de.txt": 20}),
+    ],
+)
+def test_encoder_lra_and_translation_checkpoints_carry_the_fingerprint(tmp_path, arch, task, layout):
+    from fairseq.data import Dictionary
+
+    from mega_fairseq.convert.hf_import import fairseq_setup
+    from mega_fairseq.models.dictionary_fingerprint import DictionaryMismatchError
+
+    def data_dir(name, swap):
+        for file, size in layout.items():
+            symbols = [f"w{i}" for i in range(size)]
+            if swap and size > 2:
+                symbols[3], symbols[4] = symbols[4], symbols[3]
+            dictionary = Dictionary()
+            for symbol in symbols:
+                dictionary.add_symbol(symbol)
+            (tmp_path / name / file).parent.mkdir(parents=True, exist_ok=True)
+            dictionary.save(str(tmp_path / name / file))
+        return str(tmp_path / name)
+
+    small = {"max_source_positions": 64, "max_target_positions": 64} if task == "translation" else {}
+    lang = {"source_lang": "en", "target_lang": "de"} if task == "translation" else {}
+    _, _, model = fairseq_setup(arch, small, task, data_dir("a", False), lang)
+    _, _, same = fairseq_setup(arch, small, task, data_dir("b", False), lang)
+    _, _, other = fairseq_setup(arch, small, task, data_dir("c", True), lang)
+    state = model.state_dict()
+    assert state["dictionary_digest"].numel() == (2 if task == "translation" else 1)
+    same.load_state_dict(state)
+    with pytest.raises(DictionaryMismatchError, match=r"dictionary has the checkpoint's size but other symbols|is not"):
+        other.load_state_dict(state)
