@@ -418,3 +418,115 @@ def test_encoder_lra_and_translation_checkpoints_carry_the_fingerprint(tmp_path,
     same.load_state_dict(state)
     with pytest.raises(DictionaryMismatchError, match=r"dictionary has the checkpoint's size but other symbols|is not"):
         other.load_state_dict(state)
+
+
+# ---- 5, 6, 7, 9. conversions: no silent replacing, no NaN weights, ordinary file modes ---------------
+HF_READY_SIZES = {
+    "decoder_layers": 1,
+    "decoder_embed_dim": 16,
+    "decoder_hidden_dim": 32,
+    "decoder_ffn_embed_dim": 32,
+    "decoder_z_dim": 8,
+    "decoder_n_dim": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def hf_ready(tmp_path_factory):
+    """(checkpoint, data-bin, verified export dir) of an untrained exportable mega_lm_hf, built in-process."""
+    from fairseq import checkpoint_utils
+    from fairseq.data import Dictionary
+
+    from mega_fairseq.convert import hf_export
+    from mega_fairseq.convert.hf_import import checkpoint_dict, fairseq_setup
+
+    root = tmp_path_factory.mktemp("hf_ready")
+    dictionary = Dictionary()
+    for i in range(20):
+        dictionary.add_symbol(f"w{i}")
+    (root / "bin").mkdir()
+    dictionary.save(str(root / "bin" / "dict.txt"))
+    cfg, _, model = fairseq_setup("mega_lm_hf", HF_READY_SIZES, "language_modeling", str(root / "bin"))
+    checkpoint_utils.torch_persistent_save(checkpoint_dict(cfg, model.state_dict()), str(root / "model.pt"))
+    old_mask = os.umask(0o022)
+    try:
+        assert hf_export.main([str(root / "model.pt"), str(root / "hf"), "--data", str(root / "bin")]) == 0
+    finally:
+        os.umask(old_mask)
+    return root / "model.pt", root / "bin", root / "hf"
+
+
+def test_export_writes_every_file_0644_and_refuses_a_non_empty_directory_unless_overwrite(hf_ready, tmp_path, capsys):
+    from mega_fairseq.convert import hf_export
+
+    checkpoint, data, exported = hf_ready
+    modes = {p.name: p.stat().st_mode & 0o777 for p in exported.iterdir()}
+    assert modes == dict.fromkeys(["README.md", "config.json", "dict.txt", "model.safetensors"], 0o644), modes
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    (out / "notes.txt").write_text("mine")
+    args = [str(checkpoint), str(out), "--data", str(data), "--no-verify"]
+    assert hf_export.main(args) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"non-empty directory \S+out would replace \S+config\.json, \S+notes\.txt.*--overwrite", err), err
+    assert (out / "config.json").read_text() == "{}" and not (out / "model.safetensors").exists()
+    assert hf_export.main(args + ["--overwrite"]) == 0
+    assert (out / "model.safetensors").is_file() and (out / "notes.txt").read_text() == "mine"
+    assert hf_export.main([str(checkpoint), str(out / "notes.txt"), "--data", str(data)]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err
+
+
+def test_import_refuses_to_replace_a_data_bin_dictionary_unless_overwrite(hf_ready, tmp_path, capsys):
+    from mega_fairseq.convert import hf_import
+
+    _, data, exported = hf_ready
+    data_bin = tmp_path / "data-bin"
+    data_bin.mkdir()
+    (data_bin / "dict.txt").write_text("mine 1\n")
+    (data_bin / "train.bin").write_bytes(b"")
+    args = [str(exported), str(data_bin / "model.pt"), "--no-verify"]
+    assert hf_import.main(args) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"would replace \S+data-bin/dict\.txt \(dict\.txt beside binarized data .*--overwrite", err), err
+    assert (data_bin / "dict.txt").read_text() == "mine 1\n" and not (data_bin / "model.pt").exists()
+    assert hf_import.main(args + ["--overwrite"]) == 0
+    assert (data_bin / "dict.txt").read_text() == (data / "dict.txt").read_text()
+    assert (data_bin / "model.pt").stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def test_non_finite_weights_are_refused_by_import_and_export_naming_the_tensors(hf_ready, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    from mega_fairseq.convert import hf_export, hf_import
+
+    checkpoint, data, exported = hf_ready
+    broken = tmp_path / "hf_nan"
+    broken.mkdir()
+    for path in exported.iterdir():
+        (broken / path.name).write_bytes(path.read_bytes())
+    weights = load_file(str(exported / "model.safetensors"))
+    weights["lm_head.bias"] = torch.full_like(weights["lm_head.bias"], float("nan"))
+    save_file(weights, str(broken / "model.safetensors"), metadata={"format": "pt"})
+    assert hf_import.main([str(broken), str(tmp_path / "a" / "model.pt"), "--no-verify"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"hf_nan/model\.safetensors: 1 of \d+ tensors are not finite: lm_head\.bias \(NaN/inf\)", err)
+    assert not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir())
+    # weights float16 cannot hold: --dtype float16 would write inf
+    weights = load_file(str(exported / "model.safetensors"))
+    weights["lm_head.bias"] = torch.full_like(weights["lm_head.bias"], 1e6)
+    save_file(weights, str(broken / "model.safetensors"), metadata={"format": "pt"})
+    assert hf_import.main([str(broken), str(tmp_path / "b" / "model.pt"), "--no-verify", "--dtype", "float16"]) == 2
+    assert re.search(
+        r"1 of \d+ tensors are not finite: \S+output_projection\.bias \(overflows float16\)", capsys.readouterr().err
+    )
+    # a fairseq checkpoint with NaN weights does not export
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    key = next(k for k, v in state["model"].items() if "layers.0." in k and v.is_floating_point())
+    state["model"][key] = torch.full_like(state["model"][key], float("inf"))
+    torch.save(state, tmp_path / "nan.pt")
+    assert hf_export.main([str(tmp_path / "nan.pt"), str(tmp_path / "out"), "--data", str(data), "--no-verify"]) == 2
+    assert re.search(
+        rf"nan\.pt: 1 of \d+ tensors are not finite: {re.escape(key)} \(NaN/inf\)", capsys.readouterr().err
+    )
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

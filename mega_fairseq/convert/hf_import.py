@@ -179,8 +179,8 @@ def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "
                     "nothing written"
                 )
         cfg.task.data = str(out.parent.resolve())
+        check_finite(model.state_dict(), source, DTYPES[dtype])  # --dtype float16 may overflow
         weights = {k: (v.to(DTYPES[dtype]) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
-        check_finite(weights, source)  # --dtype float16 may overflow
         checkpoint = checkpoint_dict(cfg, weights, hf_source={"dir": str(source.resolve()), "class": target.hf_class})
         checkpoint_utils.torch_persistent_save(checkpoint, str(tmp / out.name))
         os.replace(tmp / out.name, out)
