@@ -73,7 +73,10 @@ def build_dictionary(hf_dir: Path, vocab_size: int, file_name: str = "dict.txt")
 
     dict_file = hf_dir / file_name
     if dict_file.is_file():
-        dictionary = Dictionary.load(str(dict_file))
+        try:
+            dictionary = Dictionary.load(str(dict_file))
+        except (ValueError, RuntimeError) as err:  # a malformed line (named with file and line by reliability)
+            raise ConversionError(str(err)) from err
         if len(dictionary) == vocab_size - 1:  # a masked LM's dictionary gains <mask> in the task
             dictionary.add_symbol("<mask>")
     else:
