@@ -321,7 +321,16 @@ def test_check_parallel_files_counts_a_last_line_without_newline(tmp_path):
 @pytest.mark.slow
 def test_fault_injection_loses_no_run(tmp_path):
     proc = subprocess.run(
-        [sys.executable, REPO / "scripts/fault_injection.py", "--runs", "5", "--work-dir", tmp_path],
+        [
+            sys.executable,
+            REPO / "scripts/fault_injection.py",
+            "--runs",
+            "5",
+            "--export-runs",
+            "4",
+            "--work-dir",
+            tmp_path,
+        ],
         env=ENV,
         capture_output=True,
         text=True,
@@ -332,6 +341,8 @@ def test_fault_injection_loses_no_run(tmp_path):
     summary = re.search(r"killed (\d+) / resumed (\d+) / lost (\d+)", proc.stdout)
     assert summary and int(summary[3]) == 0 and int(summary[1]) >= 1, proc.stdout[-3000:]
     assert "full disk: clear error, last good checkpoint intact" in proc.stdout, proc.stdout[-3000:]
+    exports = re.search(r"exports: killed (\d+) / torn (\d+)", proc.stdout)
+    assert exports and int(exports[2]) == 0, proc.stdout[-3000:]
 
 
 # ---- 4. a dictionary fingerprint in every checkpoint -------------------------------------------------
