@@ -84,6 +84,8 @@ def test_fairseq_checkpoint_save_and_copy_are_atomic(tmp_path, monkeypatch):
     """torch_persistent_save (fairseq's left `NAME.pt.tmp` behind) and the copies to checkpoint_last.pt (in place)."""
     from fairseq import checkpoint_utils
 
+    import mega_fairseq.plugin  # noqa: F401  (applies the patches; alone this test would see fairseq's own writers)
+
     good, last = tmp_path / "checkpoint_1_5.pt", tmp_path / "checkpoint_last.pt"
     checkpoint_utils.torch_persistent_save({"step": 5}, str(good))
     assert checkpoint_utils.PathManager.copy(str(good), str(last), overwrite=True)
