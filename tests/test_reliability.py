@@ -710,7 +710,7 @@ BAD_INPUTS = {
     "hf config.json binary": (lambda b, h: _main("import", b / "cfg_binary", b / "out/3.pt"), r"is not a JSON file"),
     "hf hidden_size text": (
         lambda b, h: _main("import", b / "cfg_hidden_text", b / "out/4.pt", "--no-verify"),
-        r"cfg_hidden_text.*(config\.json|hidden_size)",
+        r"cfg_hidden_text/config\.json: hidden_size is .abc. but must be a number",
     ),
     "hf chunk_size 0": (
         lambda b, h: _main("import", b / "cfg_chunk_zero", b / "out/5.pt", "--no-verify"),

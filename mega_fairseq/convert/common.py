@@ -186,7 +186,27 @@ def read_config_json(path: Path) -> dict:
         ) from err
     if not isinstance(config, dict):
         raise ConversionError(f"{path} holds a JSON {type(config).__name__}, not the object of a transformers config")
+    for where, section in [("", config)] + [(f"{k}.", config.get(k)) for k in ("encoder", "decoder")]:
+        if isinstance(section, dict) and section.get("model_type") == "mega":
+            _check_mega_field_types(section, path, where)
     return config
+
+
+def _check_mega_field_types(section: dict, path: Path, where: str):
+    """ConversionError naming a numeric or boolean MegaConfig field given as another JSON type."""
+    from transformers import MegaConfig
+
+    for name, default in MegaConfig().to_dict().items():
+        value = section.get(name)
+        if value is None or default is None:
+            continue
+        expected = bool if isinstance(default, bool) else (int, float) if isinstance(default, (int, float)) else None
+        wrong = expected is not None and not isinstance(value, expected)
+        if wrong or (expected not in (None, bool) and isinstance(value, bool)):
+            raise ConversionError(
+                f"{path}: {where}{name} is {value!r} but must be a {'boolean' if expected is bool else 'number'} "
+                f"(MegaConfig's default: {default!r})"
+            )
 
 
 def check_finite(tensors: Mapping[str, torch.Tensor], source, dtype: Optional[torch.dtype] = None):
