@@ -28,6 +28,20 @@ Five fairseq behaviours are changed, each only where fairseq loses data, crashes
    stops with an error naming both files and their counts (fairseq would binarize both and fail, or
    misalign, at training time).  Active when ``--user-dir`` loads this package.
 
+Failures named in the user's terms (instead of a raw error from deep inside fairseq, torch or numpy):
+
+6. **A file that is not a checkpoint** (empty, truncated, text, random bytes, a safetensors file, a pickle of
+   something else) given to ``--restore-file`` / ``--path`` / the converters: ``checkpoint_utils.
+   load_checkpoint_to_cpu`` raises `CheckpointReadError` naming the file and what to pass instead.
+7. **Dictionary refusals name the checkpoint.**  `mega_fairseq.models.dictionary_fingerprint` refuses weights
+   trained with another dictionary; ``load_model_ensemble_and_task`` and ``Trainer.load_checkpoint`` re-raise that
+   refusal with the checkpoint's path (fairseq's trainer would hide it behind "please ensure that the
+   architectures match").  ``Dictionary.add_from_file`` records the file a dictionary came from
+   (``DICTIONARY_FILE_ATTR``) and names a malformed, duplicate or non-UTF-8 line with file and line number.
+8. **Binarized splits** (``indexed_dataset.make_dataset``): an unreadable ``.idx``/``.bin``, a truncated ``.bin``
+   and token ids past the dictionary (a split binarized with another dictionary) are named
+   (`check_binarized`).  ``TokenBlockDataset``: ``--tokens-per-sample 0`` is named, not a ZeroDivisionError.
+
 Testing hook: with the environment variable ``MEGA_FAIRSEQ_DISK_LIMIT_BYTES=N`` a process may write at
 most N bytes of checkpoints through these writers; the next write fails with ``ENOSPC`` as a full disk
 would (``scripts/fault_injection.py`` uses it).
