@@ -26,8 +26,10 @@ setup(
     package_data={"mega_fairseq.convert": ["hf_code/*.py"]},
     python_requires=">=3.10",
     install_requires=[
-        # The exact torch version is pinned in constraints.txt, not here.
-        "torch>=2.0",
+        # The exact torch version is pinned in constraints.txt, not here.  >= 2.6: torch.load defaults to
+        # weights_only=True, which fairseq's own checkpoint loads (no weights_only argument) rely on to run no code
+        # from a checkpoint file.
+        "torch>=2.6",
         # Official fairseq 0.12.2 does not import on Python 3.11 (fairseq issue #5012);
         # ve-fairseq is a wheel of upstream fairseq main with that fixed.
         "ve-fairseq==0.12.3",

@@ -35,6 +35,11 @@ class QAPredictor:
 
         overrides = {"data": data} if data else None
         models, _, task = checkpoint_utils.load_model_ensemble_and_task([str(path)], arg_overrides=overrides)
+        if type(task).__name__ != "ExtractiveQATask":  # (the task class, registered by the plugin)
+            raise ValueError(
+                f"{path} is a {type(task).__name__} checkpoint, not an extractive QA model: pass a checkpoint "
+                "fine-tuned with --task mega_extractive_qa"
+            )
         return cls(models[0], task, SubwordTokenizer(spm))
 
     def _encode(self, tokens):

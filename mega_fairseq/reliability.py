@@ -28,6 +28,20 @@ Five fairseq behaviours are changed, each only where fairseq loses data, crashes
    stops with an error naming both files and their counts (fairseq would binarize both and fail, or
    misalign, at training time).  Active when ``--user-dir`` loads this package.
 
+Failures named in the user's terms (instead of a raw error from deep inside fairseq, torch or numpy):
+
+6. **A file that is not a checkpoint** (empty, truncated, text, random bytes, a safetensors file, a pickle of
+   something else) given to ``--restore-file`` / ``--path`` / the converters: ``checkpoint_utils.
+   load_checkpoint_to_cpu`` raises `CheckpointReadError` naming the file and what to pass instead.
+7. **Dictionary refusals name the checkpoint.**  `mega_fairseq.models.dictionary_fingerprint` refuses weights
+   trained with another dictionary; ``load_model_ensemble_and_task`` and ``Trainer.load_checkpoint`` re-raise that
+   refusal with the checkpoint's path (fairseq's trainer would hide it behind "please ensure that the
+   architectures match").  ``Dictionary.add_from_file`` records the file a dictionary came from
+   (``DICTIONARY_FILE_ATTR``) and names a malformed, duplicate or non-UTF-8 line with file and line number.
+8. **Binarized splits** (``indexed_dataset.make_dataset``): an unreadable ``.idx``/``.bin``, a truncated ``.bin``
+   and token ids past the dictionary (a split binarized with another dictionary) are named
+   (`check_binarized`).  ``TokenBlockDataset``: ``--tokens-per-sample 0`` is named, not a ZeroDivisionError.
+
 Testing hook: with the environment variable ``MEGA_FAIRSEQ_DISK_LIMIT_BYTES=N`` a process may write at
 most N bytes of checkpoints through these writers; the next write fails with ``ENOSPC`` as a full disk
 would (``scripts/fault_injection.py`` uses it).
@@ -344,10 +358,210 @@ def _checked_preprocess(main):
     return wrapped_main
 
 
+# ----------------------------------------------------------------------------- files named in errors
+DICTIONARY_FILE_ATTR = "source_file"
+"""Set on a fairseq Dictionary loaded from a file (models.dictionary_fingerprint names it in its refusals)."""
+
+_loading = [None]  # the checkpoint file fairseq read last (named in dictionary refusals)
+
+
+class CheckpointReadError(RuntimeError):
+    """A file given as a checkpoint that is not one (empty, truncated, random bytes, text, another format)."""
+
+
+def _first_line(err) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"
+
+
+def _dictionary_line_problem(path):
+    """(line number, line, reason) of the first line of a dictionary file fairseq cannot read, else None."""
+    with open(path, "rb") as f:
+        raw_lines = f.read().split(b"\n")
+    seen = set()
+    for number, raw in enumerate(raw_lines, 1):
+        if not raw.strip() and number == len(raw_lines):
+            break
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            return number, raw[:60], f"not UTF-8 text ({err.reason} at byte {err.start})"
+        if number == 1 and line.startswith("#fairseq:"):
+            continue
+        parts = line.rstrip().rsplit(" ", 1)
+        overwrite = len(parts) == 2 and parts[1] == "#fairseq:overwrite"
+        if overwrite:
+            parts = parts[0].rsplit(" ", 1)
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            return number, line[:60], "expected '<symbol> <count>'"
+        if parts[0] in seen and not overwrite:
+            return number, line[:60], f"duplicate symbol {parts[0]!r}"
+        seen.add(parts[0])
+    return None
+
+
+def _named_dictionary_load(add_from_file):
+    def wrapped_add_from_file(self, f):
+        if not isinstance(f, (str, os.PathLike)):
+            return add_from_file(self, f)
+        path = os.fspath(f)
+        try:
+            add_from_file(self, path)
+        except OSError:  # not found, not a directory, no permission: named by the OS error itself
+            raise
+        except Exception as err:  # fairseq: ValueError / RuntimeError / a bare Exception for bad encodings
+            if os.path.isdir(path):
+                raise ValueError(f"{path} is a directory, not a dictionary file") from err
+            problem = _dictionary_line_problem(path) if os.path.isfile(path) else None
+            where = f"{path}, line {problem[0]}: {problem[2]}, got {problem[1]!r}" if problem else f"{path}: {err}"
+            raise ValueError(
+                f"{where}. A fairseq dictionary (dict.txt) has one '<symbol> <count>' line per symbol: fix the "
+                "file or rebuild it with fairseq-preprocess"
+            ) from err
+        setattr(self, DICTIONARY_FILE_ATTR, path)
+
+    return wrapped_add_from_file
+
+
+def _looks_like_safetensors(path) -> bool:
+    """A safetensors file starts with an 8-byte little-endian header length and a JSON header."""
+    with contextlib.suppress(OSError, TypeError):
+        with open(path, "rb") as f:
+            head = f.read(9)
+        return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (1 << 30)
+    return False
+
+
+def _named_checkpoint_read(load_checkpoint_to_cpu):
+    def wrapped_load_checkpoint_to_cpu(path, *args, **kwargs):
+        _loading[0] = path
+        try:
+            return load_checkpoint_to_cpu(path, *args, **kwargs)
+        except (FileNotFoundError, PermissionError, IsADirectoryError, MemoryError):
+            raise
+        except Exception as err:  # torch.load / fairseq's upgrade of a file that is not a checkpoint
+            if _looks_like_safetensors(path):
+                raise CheckpointReadError(
+                    f"{path} is a safetensors file (transformers weights), not a fairseq checkpoint: convert its "
+                    "directory with mega-import-hf HF_DIR OUT_CHECKPOINT first"
+                ) from err
+            if "Weights only load failed" in str(err):
+                raise CheckpointReadError(
+                    f"{path} is not a checkpoint torch can load safely: its weights-only loader refused it (not a "
+                    "checkpoint at all, or it pickles objects other than tensors and fairseq's config, which could run "
+                    "code). Pass a checkpoint written by fairseq-train, mega-import-hf or mega-import-original, from a "
+                    "source you trust"
+                ) from err
+            raise CheckpointReadError(
+                f"{path} is not a readable fairseq checkpoint ({_first_line(err)}): it is empty, truncated, or "
+                "not a checkpoint. Pass a checkpoint written by fairseq-train, mega-import-hf or mega-import-original"
+            ) from err
+
+    return wrapped_load_checkpoint_to_cpu
+
+
+def _dictionary_refusal(err):
+    """The dictionary-fingerprint refusal (models.dictionary_fingerprint) in err's chain, else None."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if type(err).__name__ == "DictionaryMismatchError" and hasattr(err, "checkpoint"):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _refusal_names_checkpoint(load):
+    def wrapped(*args, **kwargs):
+        try:
+            return load(*args, **kwargs)
+        except Exception as err:
+            refusal = _dictionary_refusal(err)
+            if refusal is None:
+                raise
+            refusal.checkpoint = _loading[0]  # fairseq's trainer would hide it behind "architectures must match"
+            raise refusal from None
+
+    return wrapped
+
+
+# ----------------------------------------------------------------------------- binarized data
+def check_binarized(dataset, path, dictionary=None) -> None:
+    """Raises ValueError when an mmap-binarized split is truncated or holds token ids its dictionary lacks.
+
+    ``{path}.bin`` must hold every token its index points at; with a dictionary, every id must be < its size (a
+    split binarized with a bigger or another dictionary would index past the embedding, an IndexError deep in the
+    model).  Scans the split once with numpy (about a second per GB)."""
+    import numpy as np
+
+    index, buffer = getattr(dataset, "_index", None), getattr(dataset, "_bin_buffer", None)
+    if index is None or buffer is None or not len(index):
+        return
+    itemsize = np.dtype(index.dtype).itemsize
+    end = int(index._pointers[-1]) + int(index._sizes[-1]) * itemsize
+    if end > len(buffer):
+        raise ValueError(
+            f"{path}.bin is truncated: {path}.idx points at {end} bytes but the file has {len(buffer)}. Copy it "
+            "again or re-run fairseq-preprocess"
+        )
+    if dictionary is None:
+        return
+    ids = np.frombuffer(buffer, dtype=index.dtype, count=end // itemsize)
+    largest = int(ids.max()) if ids.size else -1
+    if largest >= len(dictionary):
+        where = getattr(dictionary, DICTIONARY_FILE_ATTR, None) or "the task's dictionary"
+        raise ValueError(
+            f"{path}.bin holds token id {largest} but {where} has only {len(dictionary)} symbols: the split was "
+            f"binarized with another dictionary. Re-run fairseq-preprocess with --srcdict {where} (or use the "
+            "dictionary it was binarized with)"
+        )
+
+
+def _checked_make_dataset(make_dataset):
+    def wrapped_make_dataset(path, impl, *args, **kwargs):
+        try:
+            dataset = make_dataset(path, impl, *args, **kwargs)
+        except (FileNotFoundError, PermissionError, MemoryError):
+            raise
+        except Exception as err:  # fairseq asserts on a bad header; numpy / mmap fail on empty or short files
+            raise ValueError(
+                f"{path}.idx / {path}.bin is not a readable fairseq binarized split ({_first_line(err)}): it is "
+                "empty, truncated or not fairseq-preprocess output. Re-run fairseq-preprocess"
+            ) from err
+        if dataset is not None:
+            check_binarized(dataset, path, kwargs.get("dictionary", args[1] if len(args) > 1 else None))
+        return dataset
+
+    return wrapped_make_dataset
+
+
+def _checked_block_size(init):
+    def wrapped_init(self, dataset, sizes, block_size, *args, **kwargs):
+        if (
+            block_size is not None
+            and block_size < 1
+            and kwargs.get("break_mode", args[2] if len(args) > 2 else None)
+            in (
+                None,
+                "none",
+                "complete",
+                "complete_doc",
+            )
+        ):
+            raise ValueError(
+                f"--tokens-per-sample must be a positive number of tokens (block size {block_size}; masked LM "
+                "tasks take one for <s>)"
+            )
+        return init(self, dataset, sizes, block_size, *args, **kwargs)
+
+    return wrapped_init
+
+
 # ----------------------------------------------------------------------------- apply
 def apply() -> None:
     """Installs the patches (idempotent; each guarded by `fairseq_patches.patch_once`)."""
-    from fairseq import checkpoint_utils
+    from fairseq import checkpoint_utils, trainer
+    from fairseq.data import Dictionary, TokenBlockDataset, indexed_dataset
 
     _patch_cpu_overflow()
     patch_once(
@@ -370,6 +584,48 @@ def apply() -> None:
         _resume_fallback,
         params=("cfg", "trainer"),
         purpose="resuming from the newest intact checkpoint",
+    )
+    patch_once(
+        checkpoint_utils,
+        "load_checkpoint_to_cpu",
+        _named_checkpoint_read,
+        params=("path",),
+        purpose="a file that is not a checkpoint named as such",
+    )
+    patch_once(
+        checkpoint_utils,
+        "load_model_ensemble_and_task",
+        _refusal_names_checkpoint,
+        params=("filenames",),
+        purpose="dictionary refusals name the checkpoint",
+    )
+    patch_once(
+        trainer.Trainer,
+        "load_checkpoint",
+        _refusal_names_checkpoint,
+        params=("self", "filename"),
+        purpose="dictionary refusals name the checkpoint",
+    )
+    patch_once(
+        indexed_dataset,
+        "make_dataset",
+        _checked_make_dataset,
+        params=("path", "impl"),
+        purpose="a truncated or foreign binarized split named as such",
+    )
+    patch_once(
+        TokenBlockDataset,
+        "__init__",
+        _checked_block_size,
+        params=("self", "dataset", "sizes", "block_size"),
+        purpose="--tokens-per-sample 0 named (not a ZeroDivisionError)",
+    )
+    patch_once(
+        Dictionary,
+        "add_from_file",
+        _named_dictionary_load,
+        params=("self", "f"),
+        purpose="dictionaries remember their file; bad dict.txt lines named with file and line",
     )
     _patch_train_loop()
     preprocess = sys.modules.get("fairseq_cli.preprocess")

@@ -14,6 +14,12 @@ Then the very same command runs again, without a kill; it must exit 0 with check
 the run before it finished; resumed: the rerun loaded a checkpoint rather than starting over; lost: the
 rerun failed or ended at another update count). Exit status 1 if any run was lost.
 
+Export kills (`--export-runs`, default 10): `mega-export-hf` of a tiny `mega_lm_hf` checkpoint into a fresh
+directory, killed at a random time (even runs) or once its hidden staging directory exists (odd runs). OUT_DIR
+must then be absent, empty or a complete export (config.json, model.safetensors, dict.txt, README.md, each
+readable), and the same command again must finish the export (or, after a complete one, refuse to replace it).
+Prints `exports: killed K / torn T`; a torn export counts as lost.
+
 Full-disk case: the same command with MEGA_FAIRSEQ_DISK_LIMIT_BYTES (mega_fairseq/reliability.py: writes
 fail with ENOSPC past that many bytes) set so that the third update's checkpoint does not fit; and, when
 running as root and tmpfs can be mounted, with --save-dir on a tmpfs of that size. The run must fail with
@@ -142,6 +148,75 @@ def run_killed(cmd, save: Path, rng: random.Random, clean_seconds: float, during
     return killed, killed and in_save
 
 
+EXPORT_FILES = {"README.md", "config.json", "dict.txt", "model.safetensors"}
+
+
+def export_state(out: Path) -> str:
+    """'absent' (no OUT_DIR or an empty one), 'complete' (every file there and readable) or 'torn: ...'."""
+    import json
+
+    from safetensors.torch import load_file
+
+    names = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    if not names:
+        return "absent"
+    if names != EXPORT_FILES:
+        return f"torn: {sorted(names)}"
+    try:
+        json.loads((out / "config.json").read_text())
+        load_file(str(out / "model.safetensors"))
+    except Exception as err:
+        return f"torn: {err}"
+    return "complete"
+
+
+def export_kills(data, root: Path, runs: int, rng: random.Random) -> int:
+    """Kills mega-export-hf runs; returns the number of torn exports (or of reruns that failed)."""
+    hf_model = ["--arch", "mega_lm_hf", "--decoder-layers", "1", "--decoder-embed-dim", "16"]
+    hf_model += ["--decoder-hidden-dim", "32", "--decoder-ffn-embed-dim", "32", "--decoder-z-dim", "8"]
+    train = [str(a) for a in command(data, root / "hf_src", 1)]
+    train[train.index("mega_lm_tiny") - 1 : train.index("mega_lm_tiny") + 1] = hf_model
+    subprocess.run(train, env=env(), check=True, capture_output=True, timeout=600)
+    checkpoint = root / "hf_src" / "checkpoint_last.pt"
+
+    def export_cmd(out):
+        return [BIN / "mega-export-hf", checkpoint, out, "--data", data]
+
+    start = time.monotonic()
+    subprocess.run(export_cmd(root / "export_clean"), env=env(), check=True, capture_output=True, timeout=600)
+    clean_seconds = time.monotonic() - start
+    killed = torn = 0
+    for i in range(runs):
+        out = root / f"export{i:03d}"
+        with open(root / f"export{i:03d}.kill.log", "w") as log:
+            proc = subprocess.Popen(export_cmd(out), env=env(), stdout=log, stderr=subprocess.STDOUT)
+            start = time.monotonic()
+            deadline = start + rng.uniform(0.0, clean_seconds)
+            while proc.poll() is None and time.monotonic() < (start + 3 * clean_seconds if i % 2 else deadline):
+                if i % 2 and any(p.name.startswith(f".{out.name}.tmp") for p in root.iterdir()):
+                    time.sleep(rng.uniform(0.0, 0.5))  # somewhere inside the staged writes or the verification
+                    break
+                time.sleep(0.002)
+            was_killed = proc.poll() is None
+            if was_killed:
+                proc.kill()
+            proc.wait()
+        killed += was_killed
+        after_kill = export_state(out)
+        rerun = subprocess.run(export_cmd(out), env=env(), capture_output=True, text=True, timeout=600, check=False)
+        final = export_state(out)
+        ok = not after_kill.startswith("torn") and final == "complete"
+        ok &= rerun.returncode == 0 if after_kill == "absent" else "would replace" in rerun.stderr
+        torn += not ok
+        print(
+            f"export {i + 1:3d}: {'killed' if was_killed else 'finished before the kill'}; OUT_DIR {after_kill}; "
+            f"rerun exit {rerun.returncode} -> {final}{'' if ok else '  TORN'}",
+            flush=True,
+        )
+    print(f"exports: killed {killed} / torn {torn} (of {runs})")
+    return torn
+
+
 def full_disk_case(data, root: Path, max_update: int, checkpoint_bytes: int) -> bool:
     """True when a full disk fails the run clearly, keeps the last good checkpoint and the rerun finishes."""
     ok = True
@@ -210,6 +285,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", type=Path, help="default: a temporary directory, removed at the end")
     parser.add_argument("--no-full-disk", action="store_true", help="skip the full-disk case")
+    parser.add_argument("--export-runs", type=int, default=10, help="mega-export-hf runs to kill (0: none)")
     args = parser.parse_args(argv)
     if args.work_dir is None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -262,8 +338,9 @@ def run(args, root: Path) -> int:
         f"killed {killed} / resumed {resumed} / lost {lost} (of {args.runs} runs; {in_saves} kills inside a checkpoint "
         "write)"
     )
+    torn = export_kills(data, root, args.export_runs, rng) if args.export_runs else 0
     disk_ok = True if args.no_full_disk else full_disk_case(data, root, args.max_update, checkpoint_bytes)
-    return 0 if lost == 0 and disk_ok else 1
+    return 0 if lost == 0 and torn == 0 and disk_ok else 1
 
 
 if __name__ == "__main__":

@@ -39,8 +39,23 @@ def read_squad(path: Path, tokenizer: SubwordTokenizer):
     """[(question tokens, context tokens, label record)]; ValueError naming the question on bad answers."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))["data"]
-    except (ValueError, KeyError) as error:
+    except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{path}: not SQuAD-style JSON with a top-level 'data' list ({error})") from None
+    try:
+        examples = squad_examples(path, data, tokenizer)
+    except (KeyError, TypeError, AttributeError) as error:
+        what = f"missing field {error}" if isinstance(error, KeyError) else str(error)
+        raise ValueError(
+            f"{path}: not SQuAD-style JSON ({what}): expected {{'data': [{{'paragraphs': [{{'context': str, "
+            "'qas': [{'id', 'question', 'answers': [{'text', 'answer_start'}]}]}]}]}"
+        ) from None
+    if not examples:
+        raise ValueError(f"{path}: no questions")
+    return examples
+
+
+def squad_examples(path: Path, data, tokenizer: SubwordTokenizer):
+    """The examples of read_squad from the parsed 'data' list."""
     examples = []
     for article in data:
         for paragraph in article["paragraphs"]:
@@ -73,8 +88,6 @@ def read_squad(path: Path, tokenizer: SubwordTokenizer):
                     texts.append(text)
                 record = {"id": qid, "spans": spans, "answers": texts, "context": context, "offsets": offsets}
                 examples.append((question, tokens, record))
-    if not examples:
-        raise ValueError(f"{path}: no questions")
     return examples
 
 

@@ -32,6 +32,7 @@ much faster on the full Path-X), else by a small built-in decoder (8-bit, non-in
 """
 
 import argparse
+import io
 import pickle
 import struct
 import sys
@@ -91,6 +92,18 @@ def write_labels(out_dir: Path, split: str, labels, num_classes: int, where: str
     )
 
 
+def utf8_text(path: Path) -> io.StringIO:
+    """The text of a UTF-8 input file (universal newlines); ValueError naming file:line when it is not UTF-8."""
+    data = path.read_bytes()
+    try:
+        return io.StringIO(data.decode("utf-8"), newline=None)
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}:{line}: not UTF-8 text ({err.reason}); convert it to UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+
+
 def byte_symbols(text: str, max_length: int):
     return [BYTE_VOCAB[b] for b in text.encode("utf-8")[:max_length]]
 
@@ -103,7 +116,7 @@ def read_listops_tsv(path: Path):
             "(lra_release/listops-1000/ or the output of scripts/make_listops.py)"
         )
     sources, labels = [], []
-    with open(path, encoding="utf-8") as f:
+    with utf8_text(path) as f:
         header = f.readline().rstrip("\n").split("\t")
         if header != ["Source", "Target"]:
             raise ValueError(f"{path}:1: expected the header 'Source<TAB>Target', got {header!r}")
@@ -146,7 +159,7 @@ def prepare_imdb(raw: Path, out: Path, args):
                     f"test/{{pos,neg}}"
                 )
             for path in sorted(directory.glob("*.txt")):
-                docs.append(byte_symbols(path.read_text(encoding="utf-8"), max_length))
+                docs.append(byte_symbols(utf8_text(path).read(), max_length))
                 labels.append(label)
         order = np.random.RandomState(args.seed).permutation(len(docs))  # interleave pos/neg
         write_split(out, "src-bin", split, [docs[i] for i in order], vocab)
@@ -165,7 +178,7 @@ def prepare_aan(raw: Path, out: Path, args):
                 f"new_aan_pairs.{{train,eval,test}}.tsv"
             )
         first, second, labels = [], [], []
-        with open(path, encoding="utf-8") as f:
+        with utf8_text(path) as f:
             for lineno, line in enumerate(f, start=1):
                 parts = line.rstrip("\n").split("\t")
                 if len(parts) != 5:

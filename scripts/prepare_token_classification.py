@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mega_fairseq.data.binarize import preprocess_args, run  # noqa: E402
-from mega_fairseq.data.prepare_cli import build_parser, given_splits, run_main  # noqa: E402
+from mega_fairseq.data.prepare_cli import build_parser, given_splits, not_utf8, run_main  # noqa: E402
 from mega_fairseq.data.subword import SubwordTokenizer  # noqa: E402
 
 IGNORED = "<pad>"  # label symbol of non-first subwords; binarizes to the pad index, which the task ignores
@@ -33,32 +33,36 @@ def read_conll(path: Path, label_column: int):
     """[(words, labels, line numbers)] of a CoNLL file; ValueError naming file:line on misaligned columns."""
     sentences, words, labels, lines = [], [], [], []
     n_columns = first_line = None
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            columns = line.split()
-            if not columns or columns[0] == "-DOCSTART-":
-                if words:
-                    sentences.append((words, labels, lines))
-                words, labels, lines = [], [], []
-                continue
-            if len(columns) < 2:
-                raise ValueError(
-                    f"{path}:{number}: expected 'token ... label' columns, got {len(columns)}: {line.rstrip()!r}"
-                )
-            if n_columns is None:
-                n_columns, first_line = len(columns), number
-            elif len(columns) != n_columns:
-                raise ValueError(
-                    f"{path}:{number}: {len(columns)} columns but line {first_line} has {n_columns}; "
-                    f"the label column is misaligned with the tokens: {line.rstrip()!r}"
-                )
-            try:
-                label = columns[label_column]
-            except IndexError:
-                raise ValueError(f"{path}:{number}: no column {label_column} in {line.rstrip()!r}") from None
-            words.append(columns[0])
-            labels.append(label)
-            lines.append(number)
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines_of_file = list(enumerate(f, 1))
+    except UnicodeDecodeError as error:
+        raise not_utf8(path, error) from None
+    for number, line in lines_of_file:
+        columns = line.split()
+        if not columns or columns[0] == "-DOCSTART-":
+            if words:
+                sentences.append((words, labels, lines))
+            words, labels, lines = [], [], []
+            continue
+        if len(columns) < 2:
+            raise ValueError(
+                f"{path}:{number}: expected 'token ... label' columns, got {len(columns)}: {line.rstrip()!r}"
+            )
+        if n_columns is None:
+            n_columns, first_line = len(columns), number
+        elif len(columns) != n_columns:
+            raise ValueError(
+                f"{path}:{number}: {len(columns)} columns but line {first_line} has {n_columns}; "
+                f"the label column is misaligned with the tokens: {line.rstrip()!r}"
+            )
+        try:
+            label = columns[label_column]
+        except IndexError:
+            raise ValueError(f"{path}:{number}: no column {label_column} in {line.rstrip()!r}") from None
+        words.append(columns[0])
+        labels.append(label)
+        lines.append(number)
     if words:
         sentences.append((words, labels, lines))
     if not sentences:

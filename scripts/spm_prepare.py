@@ -24,6 +24,41 @@ def count_lines(path) -> int:
     return count + (last != b"\n")
 
 
+def check_training_text(paths):
+    """SystemExit naming the file (and line) of an empty or non-UTF-8 training file."""
+    for source in paths:
+        if count_lines(source) == 0:
+            raise SystemExit(f"spm_prepare: {source} is empty: sentencepiece needs training text")
+        with open(source, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise SystemExit(
+                        f"spm_prepare: {source}:{number}: not UTF-8 text ({err.reason}); convert the file to UTF-8 "
+                        "(e.g. iconv -f latin1 -t utf-8)"
+                    ) from None
+
+
+def train_spm(training_files, prefix, args):
+    """Trains the unigram model on `training_files` into `prefix`.model / .vocab."""
+    spm.SentencePieceTrainer.train(
+        input=",".join(map(str, training_files)),
+        model_prefix=str(prefix),
+        vocab_size=args.vocab_size,
+        model_type="unigram",
+        character_coverage=1.0,
+        num_threads=2,
+        minloglevel=2,
+        input_sentence_size=args.input_sentence_size,
+        shuffle_input_sentence=args.input_sentence_size > 0,
+        bos_id=-1,
+        eos_id=-1,
+        unk_id=0,
+        pad_id=-1,  # fairseq's dictionary adds its own specials
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("text_dir", type=Path)
@@ -35,6 +70,10 @@ def main():
     parser.add_argument("--splits", nargs="+", default=["train", "valid", "test"])
     parser.add_argument("--input-sentence-size", type=int, default=0, help="train on this many sampled lines (0: all)")
     args = parser.parse_args()
+    if args.vocab_size < 1:
+        parser.error(f"--vocab-size must be a positive number of pieces, got {args.vocab_size}")
+    if args.input_sentence_size < 0:
+        parser.error(f"--input-sentence-size must be >= 0 (0: all lines), got {args.input_sentence_size}")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     prefix = args.out_dir / "spm"
     # (source file, encoded file) per split: TEXT_DIR/{split}.txt -> {split}.spm, or {split}.{lang} -> {split}.{lang}
@@ -57,21 +96,16 @@ def main():
                     f"Parallel files need one sentence per line, line i of one the translation of line i of the other: "
                     f"fix or re-extract them."
                 )
-    spm.SentencePieceTrainer.train(
-        input=",".join(str(source) for source, _ in files[args.splits[0]]),
-        model_prefix=str(prefix),
-        vocab_size=args.vocab_size,
-        model_type="unigram",
-        character_coverage=1.0,
-        num_threads=2,
-        minloglevel=2,
-        input_sentence_size=args.input_sentence_size,
-        shuffle_input_sentence=args.input_sentence_size > 0,
-        bos_id=-1,
-        eos_id=-1,
-        unk_id=0,
-        pad_id=-1,  # fairseq's dictionary adds its own specials
-    )
+    training_files = [source for source, _ in files[args.splits[0]]]
+    check_training_text(training_files)
+    try:
+        train_spm(training_files, prefix, args)
+    except RuntimeError as err:  # sentencepiece's own checks, e.g. a vocabulary larger than the text allows
+        message = str(err).split("]")[-1].strip() or str(err)
+        raise SystemExit(
+            f"spm_prepare: sentencepiece could not train on {', '.join(map(str, training_files))}: {message} "
+            "(choose another --vocab-size, or give it more text)"
+        ) from None
     processor = spm.SentencePieceProcessor(model_file=f"{prefix}.model")
     for source, target in (pair for pairs in files.values() for pair in pairs):
         count = 0

@@ -8,6 +8,8 @@ of (pattern, pattern) pairs in either direction, first match wins.
 """
 
 import contextlib
+import json
+import os
 import re
 import shutil
 import tempfile
@@ -71,7 +73,10 @@ def build_dictionary(hf_dir: Path, vocab_size: int, file_name: str = "dict.txt")
 
     dict_file = hf_dir / file_name
     if dict_file.is_file():
-        dictionary = Dictionary.load(str(dict_file))
+        try:
+            dictionary = Dictionary.load(str(dict_file))
+        except (ValueError, RuntimeError) as err:  # a malformed line (named with file and line by reliability)
+            raise ConversionError(str(err)) from err
         if len(dictionary) == vocab_size - 1:  # a masked LM's dictionary gains <mask> in the task
             dictionary.add_symbol("<mask>")
     else:
@@ -116,14 +121,111 @@ def staging_dir(out: Path) -> Iterator[Path]:
         yield Path(tmp_name)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def move_into(tmp: Path, out: Path):
-    """Moves the files of `tmp` into `out` (created if needed), replacing same-named files."""
+    """Moves the files of `tmp` into `out` (created if needed), replacing same-named files.
+
+    Each file is fsync'ed, given the mode any new file gets (0666 / 0777 for a directory, less the umask: the
+    staging directory's files are private) and renamed into place with ``os.replace`` (atomic per file: a kill
+    leaves each file old or new, never truncated)."""
     out.mkdir(parents=True, exist_ok=True)
-    for item in tmp.iterdir():
+    mask = _umask()
+    for item in sorted(tmp.iterdir()):
         dest = out / item.name
-        if dest.exists():
-            dest.unlink()
-        shutil.move(str(item), str(dest))
+        if item.is_dir():
+            for path in [item, *item.rglob("*")]:
+                os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+            if dest.is_dir():
+                shutil.rmtree(dest)
+            shutil.move(str(item), str(dest))
+            continue
+        with open(item, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(item, 0o666 & ~mask)
+        os.replace(item, dest)
+    with contextlib.suppress(OSError):
+        fd = os.open(out, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def refuse_to_replace(paths, overwrite: bool, what: str, data_dictionaries: bool = False):
+    """Raises ConversionError naming the existing files among `paths` (the files a tool is about to write),
+    unless `overwrite` (the user passed --overwrite).  data_dictionaries: say why a dict*.txt matters (imports)."""
+    existing = [Path(p) for p in paths if Path(p).exists()]
+    if existing and not overwrite:
+        dictionaries = [
+            p for p in existing if data_dictionaries and p.name.startswith("dict") and p.name.endswith(".txt")
+        ]
+        note = (
+            f" ({', '.join(p.name for p in dictionaries)} beside binarized data must stay the dictionary that data "
+            "was binarized with)"
+            if dictionaries
+            else ""
+        )
+        raise ConversionError(
+            f"{what} would replace {', '.join(map(str, existing))}{note}; nothing written. Pass --overwrite to "
+            f"replace {'them' if len(existing) > 1 else 'it'}, or choose another output path"
+        )
+
+
+def read_config_json(path: Path) -> dict:
+    """config.json as a dict; ConversionError naming the file when it is not a JSON object."""
+    try:
+        config = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ConversionError(
+            f"{path} is not a JSON file ({err}): pass a directory written by save_pretrained"
+        ) from err
+    if not isinstance(config, dict):
+        raise ConversionError(f"{path} holds a JSON {type(config).__name__}, not the object of a transformers config")
+    for where, section in [("", config)] + [(f"{k}.", config.get(k)) for k in ("encoder", "decoder")]:
+        if isinstance(section, dict) and section.get("model_type") == "mega":
+            _check_mega_field_types(section, path, where)
+    return config
+
+
+def _check_mega_field_types(section: dict, path: Path, where: str):
+    """ConversionError naming a numeric or boolean MegaConfig field given as another JSON type."""
+    from transformers import MegaConfig
+
+    for name, default in MegaConfig().to_dict().items():
+        value = section.get(name)
+        if value is None or default is None:
+            continue
+        expected = bool if isinstance(default, bool) else (int, float) if isinstance(default, (int, float)) else None
+        wrong = expected is not None and not isinstance(value, expected)
+        if wrong or (expected not in (None, bool) and isinstance(value, bool)):
+            raise ConversionError(
+                f"{path}: {where}{name} is {value!r} but must be a {'boolean' if expected is bool else 'number'} "
+                f"(MegaConfig's default: {default!r})"
+            )
+
+
+def check_finite(tensors: Mapping[str, torch.Tensor], source, dtype: Optional[torch.dtype] = None):
+    """Raises ConversionError naming the tensors of `tensors` holding NaN or inf (after a cast to `dtype`, which
+    may overflow: float16 holds at most 65504)."""
+    bad = []
+    for name, value in tensors.items():
+        if not torch.is_tensor(value) or not value.is_floating_point():
+            continue
+        cast = value.to(dtype) if dtype is not None else value
+        if not bool(torch.isfinite(cast).all()):
+            source_bad = not bool(torch.isfinite(value).all())
+            bad.append(f"{name} ({'NaN/inf' if source_bad else f'overflows {dtype}'.replace('torch.', '')})")
+    if bad:
+        shown = ", ".join(bad[:8]) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
+        raise ConversionError(
+            f"{source}: {len(bad)} of {len(tensors)} tensors are not finite: {shown}. Nothing written; the weights "
+            "are broken (a diverged training run or a corrupt file) or too large for the --dtype asked for"
+        )
 
 
 # ---------------------------------------------------------------- probe inputs

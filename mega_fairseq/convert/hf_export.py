@@ -22,7 +22,17 @@ from typing import List
 import torch
 
 from .. import plugin  # noqa: F401  registers the models so the checkpoint can be built
-from .common import DTYPES, TOLERANCE, ConversionError, move_into, probe_tokens, staging_dir, task_dictionary
+from .common import (
+    DTYPES,
+    TOLERANCE,
+    ConversionError,
+    check_finite,
+    move_into,
+    probe_tokens,
+    refuse_to_replace,
+    staging_dir,
+    task_dictionary,
+)
 from .remote_code import AUTO_CLASS_OF, add_auto_map, write_model_code
 from .targets import Target, target_for_fairseq_model
 
@@ -232,6 +242,7 @@ def export(
     if dtype not in DTYPES:
         raise ConversionError(f"unknown dtype {dtype!r}; choose {', '.join(DTYPES)}")
     model, task = load_fairseq_model(checkpoint, data)
+    check_finite(model.state_dict(), checkpoint, DTYPES[dtype])
     try:
         target = target_for_fairseq_model(model, head)
     except ValueError as err:
@@ -344,6 +355,15 @@ def export(
     return max_diff
 
 
+def check_out_dir(out_dir: str, overwrite: bool):
+    """Refuses (ConversionError) an OUT_DIR that is a file, or a non-empty directory without --overwrite."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConversionError(f"OUT_DIR {out} is a file, not a directory: pass a directory to write the export into")
+    existing = sorted(out.iterdir()) if out.is_dir() else []
+    refuse_to_replace(existing, overwrite, f"exporting into the non-empty directory {out}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="mega-export-hf", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint")
@@ -362,9 +382,13 @@ def main(argv=None):
     parser.add_argument(
         "--no-verify", action="store_true", help="skip reloading with transformers and comparing outputs"
     )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="export into a non-empty OUT_DIR, replacing same-named files"
+    )
     args = parser.parse_args(argv)
 
     try:
+        check_out_dir(args.out_dir, args.overwrite)
         diff = export(
             args.checkpoint,
             args.out_dir,

@@ -24,7 +24,18 @@ from typing import Any, Dict
 import torch
 
 from .. import plugin  # noqa: F401  registers the models
-from .common import DTYPES, TOLERANCE, ConversionError, build_dictionary, probe_tokens, staging_dir
+from ..models.dictionary_fingerprint import FINGERPRINT_KEY
+from .common import (
+    DTYPES,
+    TOLERANCE,
+    ConversionError,
+    build_dictionary,
+    check_finite,
+    probe_tokens,
+    read_config_json,
+    refuse_to_replace,
+    staging_dir,
+)
 from .remote_code import CODE_MODEL_TYPE
 from .targets import target_for_hf_class
 
@@ -90,7 +101,7 @@ def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "
         )
     if dtype not in DTYPES:
         raise ConversionError(f"unknown dtype {dtype!r}; choose {', '.join(DTYPES)}")
-    config_dict = json.loads((source / "config.json").read_text())
+    config_dict = read_config_json(source / "config.json")
     model_type = config_dict.get("model_type")
     code_only = model_type in (CODE_MODEL_TYPE, CODE_MODEL_TYPE + "_seq2seq")  # mega-export-hf's model-code exports
     if model_type == "encoder-decoder" or model_type == CODE_MODEL_TYPE + "_seq2seq":
@@ -129,6 +140,7 @@ def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "
             "fairseq dictionaries use <s>=0, <pad>=1, </s>=2, <unk>=3"
         )
     hf_state = read_hf_weights(source)
+    check_finite(hf_state, source / "model.safetensors" if (source / "model.safetensors").is_file() else source)
     if model_type == "encoder-decoder":
         dictionary = build_dictionary(source, hf_config.encoder.vocab_size)
         target_file = "dict.target.txt" if (source / "dict.target.txt").is_file() else "dict.txt"
@@ -144,12 +156,21 @@ def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "
     with staging_dir(out) as tmp:
         for name, dictionary_ in dictionaries.items():
             dictionary_.save(str(tmp / name))
-        cfg, task, model = fairseq_setup(arch, options, target.fairseq_task, str(tmp))
+        try:
+            cfg, task, model = fairseq_setup(arch, options, target.fairseq_task, str(tmp))
+        except (ValueError, TypeError) as err:
+            raise ConversionError(f"{source}/config.json describes a model fairseq cannot build: {err}") from err
         try:
             target.prepare_import(model, hf_config)
             state = target.from_hf(hf_state, model)
-        except (KeyError, ValueError) as err:
+        except KeyError as err:
+            raise ConversionError(
+                f"cannot import {source}: its weights lack {err}, which the model its config.json describes needs "
+                "(config.json and the weights file belong to different models?)"
+            ) from err
+        except ValueError as err:
             raise ConversionError(f"cannot import {source}: {err}") from err
+        state.setdefault(FINGERPRINT_KEY, model.state_dict()[FINGERPRINT_KEY])  # of the dictionaries written
         load_exactly(model, state, source)
         model.eval()
         max_diff = float("nan")
@@ -177,6 +198,7 @@ def import_hf(hf_dir: str, out_checkpoint: str, head: str = None, dtype: str = "
                     )
                 max_diff = max(max_diff, diff)
         cfg.task.data = str(out.parent.resolve())
+        check_finite(model.state_dict(), source, DTYPES[dtype])  # --dtype float16 may overflow
         weights = {k: (v.to(DTYPES[dtype]) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
         checkpoint = checkpoint_dict(cfg, weights, hf_source={"dir": str(source.resolve()), "class": target.hf_class})
         checkpoint_utils.torch_persistent_save(checkpoint, str(tmp / out.name))
@@ -251,6 +273,17 @@ def load_exactly(model, state: Dict[str, torch.Tensor], source: Path):
     model.load_state_dict(state, strict=True)
 
 
+def output_files(hf_dir: str, out_checkpoint: str):
+    """The files mega-import-hf writes: OUT_CHECKPOINT and the dictionaries beside it."""
+    out = Path(out_checkpoint)
+    try:
+        model_type = json.loads((Path(hf_dir) / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        model_type = None
+    names = ["dict.src.txt", "dict.tgt.txt"] if model_type == "encoder-decoder" else ["dict.txt"]
+    return [out] + [out.parent / name for name in names]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="mega-import-hf", description=__doc__.split("\n\n")[0])
     parser.add_argument("hf_dir")
@@ -258,9 +291,17 @@ def main(argv=None):
     parser.add_argument("--head", help="transformers class to import as (default: config.json's architectures[0])")
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="dtype of the saved weights")
     parser.add_argument("--no-verify", action="store_true", help="skip comparing outputs with transformers")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing OUT_CHECKPOINT or dictionary beside it (a data-bin's dict.txt must match its data)",
+    )
     args = parser.parse_args(argv)
 
     try:
+        if Path(args.out_checkpoint).is_dir():
+            raise ConversionError(f"OUT_CHECKPOINT {args.out_checkpoint} is a directory: pass a file name (model.pt)")
+        refuse_to_replace(output_files(args.hf_dir, args.out_checkpoint), args.overwrite, "mega-import-hf", True)
         diff = import_hf(args.hf_dir, args.out_checkpoint, args.head, args.dtype, verify=not args.no_verify)
     except ConversionError as err:
         print(f"mega-import-hf: error: {err}", file=sys.stderr)

@@ -44,7 +44,15 @@ from ..models.options import size_options
 from ..modules.activations import ACTIVATIONS
 from ..modules.ema import MultiHeadDampedEMA
 from ..modules.relative_position import recenter_simple_bias
-from .common import KEY_FIELDS, ConversionError, build_dictionary, match_key, staging_dir
+from .common import (
+    KEY_FIELDS,
+    ConversionError,
+    build_dictionary,
+    check_finite,
+    match_key,
+    refuse_to_replace,
+    staging_dir,
+)
 from .hf_import import checkpoint_dict, fairseq_setup, load_exactly
 from .hf_names import SIMPLE_BIAS
 
@@ -332,7 +340,11 @@ def read_original(path: str) -> Tuple[argparse.Namespace, Dict[str, torch.Tensor
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ConversionError(f"{path} could not be loaded safely (torch.load weights_only=True): {err}") from err
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise ConversionError(
+            f"{path} could not be loaded safely (torch.load weights_only=True: {type(err).__name__}: {first}): it is "
+            "empty, truncated, not a checkpoint, or pickles objects that could run code"
+        ) from err
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
         raise ConversionError(f"{path} is not a fairseq checkpoint (expected a dict with 'args' and 'model')")
     args = checkpoint.get("args")
@@ -488,8 +500,10 @@ def import_original(
     data: Optional[str] = None,
     arch: Optional[str] = None,
     ema_variant: str = "v1",
+    overwrite: bool = True,
 ) -> str:
-    """Writes OUT_CHECKPOINT (+ placeholder dictionaries when `data` is None); returns our arch."""
+    """Writes OUT_CHECKPOINT (+ placeholder dictionaries when `data` is None); returns our arch.  With
+    overwrite=False (the command line without --overwrite) existing files are refused, not replaced."""
     from fairseq import checkpoint_utils
     from fairseq.models import ARCH_MODEL_REGISTRY
 
@@ -556,6 +570,8 @@ def import_original(
         load_exactly(model, state, source)
         cfg.task.data = str(Path(data).resolve()) if data else str(out.parent.resolve())
         weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        check_finite(weights, source)
+        refuse_to_replace([out] + [out.parent / name for name in placeholders], overwrite, "mega-import-original", True)
         extra = {"original_source": {"path": str(source.resolve()), "arch": original_arch, "ema_variant": ema_variant}}
         checkpoint_utils.torch_persistent_save(checkpoint_dict(cfg, weights, **extra), str(tmp / out.name))
         os.replace(tmp / out.name, out)
@@ -591,10 +607,15 @@ def main(argv=None):
         choices=EMA_VARIANTS,
         help="which revision of the fork's EMA trained the model (see the module doc)",
     )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing OUT_CHECKPOINT or dictionary beside it"
+    )
     args = parser.parse_args(argv)
     try:
+        if Path(args.out_checkpoint).is_dir():
+            raise ConversionError(f"OUT_CHECKPOINT {args.out_checkpoint} is a directory: pass a file name (model.pt)")
         our_arch = import_original(
-            args.original_checkpoint, args.out_checkpoint, args.data, args.arch, args.ema_variant
+            args.original_checkpoint, args.out_checkpoint, args.data, args.arch, args.ema_variant, args.overwrite
         )
     except ConversionError as err:
         print(f"mega-import-original: error: {err}", file=sys.stderr)

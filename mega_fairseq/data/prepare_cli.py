@@ -40,6 +40,25 @@ def given_splits(args) -> Dict[str, Path]:
     return {name: getattr(args, name) for name in SPLITS if getattr(args, name)}
 
 
+def first_non_utf8_line(path) -> int:
+    """1-based number of the first line of `path` that is not valid UTF-8 (0 if every line is)."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 0
+
+
+def not_utf8(path, error: UnicodeDecodeError) -> ValueError:
+    """The error to raise when `path` (a text input) is not UTF-8: names the file, the line and the fix."""
+    return ValueError(
+        f"{path}:{first_non_utf8_line(path)}: not UTF-8 text ({error.reason}); convert the file to UTF-8 "
+        "(e.g. iconv -f latin1 -t utf-8)"
+    )
+
+
 def run_main(main: Callable[[], None]) -> None:
     """Runs a script's ``main()``; a ValueError (bad input, its message names the file) exits with ``error: ...``."""
     try:

@@ -19,7 +19,13 @@ class SubwordTokenizer:
         if spm_model is not None:
             import sentencepiece as spm
 
-            self.processor = spm.SentencePieceProcessor(model_file=str(spm_model))
+            try:
+                self.processor = spm.SentencePieceProcessor(model_file=str(spm_model))
+            except (RuntimeError, OSError) as error:
+                raise ValueError(
+                    f"--spm {spm_model} is not a sentencepiece model ({error}): pass the .model file "
+                    "spm_train / scripts/spm_prepare.py wrote"
+                ) from None
 
     def word_pieces(self, word: str) -> List[str]:
         """The tokens of one word (at least one)."""

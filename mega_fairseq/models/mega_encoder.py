@@ -31,6 +31,7 @@ from fairseq.utils import safe_getattr
 from torch import Tensor, nn
 
 from ..modules.relative_position import recenter_simple_bias
+from .dictionary_fingerprint import DictionaryFingerprintMixin
 from .encoder import MegaEncoder
 from .heads import POOLER_ACTIVATIONS, MaskedLMHead, head_kind, head_spec, head_spec_from_state_dict
 from .options import MegaEncoderSizes, MegaLayerOptions, layer_config, model_config, resolve_model_config, set_defaults
@@ -78,7 +79,7 @@ def segments_from_separator(tokens: Tensor, separator: int) -> Tensor:
 
 
 @register_model("mega_encoder", dataclass=MegaEncoderConfig)
-class MegaEncoderModel(FairseqEncoderModel):
+class MegaEncoderModel(DictionaryFingerprintMixin, FairseqEncoderModel):
     """`MegaEncoder` + masked-LM head (`lm_head`) + named heads (`classification_heads`)."""
 
     def __init__(self, cfg, encoder: MegaEncoder, multiple_choice_heads: bool = False):

@@ -20,6 +20,7 @@ from fairseq.utils import safe_getattr
 from omegaconf import II
 
 from .decoder import MegaDecoder
+from .dictionary_fingerprint import DictionaryFingerprintMixin
 from .options import (
     MegaDecoderSizes,
     MegaDecoderStructureOptions,
@@ -48,13 +49,18 @@ class MegaLMConfig(MegaLayerOptions, MegaDecoderSizes, MegaDecoderStructureOptio
 
 
 @register_model("mega_lm", dataclass=MegaLMConfig)
-class MegaLanguageModel(FairseqLanguageModel):
+class MegaLanguageModel(DictionaryFingerprintMixin, FairseqLanguageModel):
     @classmethod
     def build_model(cls, cfg, task):
         cfg = resolve_model_config(cfg, MegaLMConfig)
         if safe_getattr(cfg, "max_target_positions", None) is None:
             tokens = safe_getattr(cfg, "tokens_per_sample", None)
             cfg.max_target_positions = DEFAULT_MAX_TARGET_POSITIONS if tokens is None else tokens
+        if cfg.max_target_positions < 1:
+            raise ValueError(
+                f"--max-target-positions (or --tokens-per-sample) must be a positive number of tokens, got "
+                f"{cfg.max_target_positions}"
+            )
         dictionary = task.target_dictionary
         embed_tokens = None
         if cfg.adaptive_input:

@@ -26,6 +26,7 @@ from fairseq.models import BaseFairseqModel, register_model, register_model_arch
 from torch import Tensor, nn
 
 from ..modules.activations import ACTIVATION_FNS
+from .dictionary_fingerprint import DictionaryFingerprintMixin
 from .encoder import MegaEncoder
 from .options import MegaEncoderSizes, MegaLayerOptions, layer_config, model_config, resolve_model_config, set_defaults
 
@@ -120,7 +121,7 @@ def build_transformer_encoder(cfg: MegaLRAConfig, dictionary, max_positions: int
 
 
 @register_model("lra", dataclass=MegaLRAConfig)
-class LRAModel(BaseFairseqModel):
+class LRAModel(DictionaryFingerprintMixin, BaseFairseqModel):
     def __init__(
         self, cfg: MegaLRAConfig, encoder: nn.Module, pixel_input: bool, paired: bool, cls_index: Optional[int]
     ):
@@ -146,6 +147,7 @@ class LRAModel(BaseFairseqModel):
             nn.init.xavier_uniform_(linear.weight)
             if linear.bias is not None:
                 nn.init.zeros_(linear.bias)
+        self.register_dictionary_fingerprint()  # self.encoder is set after super().__init__()
 
     @classmethod
     def build_model(cls, cfg, task):

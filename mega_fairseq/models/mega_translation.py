@@ -16,17 +16,16 @@ token at its true position whatever padding the batch has: a sentence translates
 or in any batch.
 """
 
-import hashlib
 from dataclasses import field
 from typing import Optional
 
-import torch
 from fairseq.models import FairseqEncoderDecoderModel, register_model, register_model_architecture
 from fairseq.utils import safe_getattr
 from omegaconf import II
 from torch import Tensor
 
 from .decoder import MegaDecoder
+from .dictionary_fingerprint import DictionaryFingerprintMixin
 from .encoder import MegaEncoder, build_embedding, right_align_order
 from .options import (
     MegaDecoderSizes,
@@ -55,12 +54,6 @@ class MegaTranslationConfig(MegaLayerOptions, MegaEncoderSizes, MegaDecoderSizes
     max_target_positions: Optional[int] = II("task.max_target_positions")
 
 
-def dictionary_digest(dictionary) -> int:
-    """A 63-bit fingerprint of a dictionary's symbols (in order), stored with the weights."""
-    digest = hashlib.sha256("\n".join(dictionary.symbols).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
 class MegaTranslationEncoder(MegaEncoder):
     """`MegaEncoder` that right-aligns its (B, S) source and refuses sources longer than `--max-source-positions`."""
 
@@ -83,14 +76,15 @@ class MegaTranslationEncoder(MegaEncoder):
 
 
 @register_model("mega", dataclass=MegaTranslationConfig)
-class MegaTranslationModel(FairseqEncoderDecoderModel):
-    """forward(src_tokens (B, S), src_lengths (B,), prev_output_tokens (B, T)) -> (logits (B, T, V), extra)."""
+class MegaTranslationModel(DictionaryFingerprintMixin, FairseqEncoderDecoderModel):
+    """forward(src_tokens (B, S), src_lengths (B,), prev_output_tokens (B, T)) -> (logits (B, T, V), extra).
+
+    The ``dictionary_digest`` buffer (source, target) refuses weights trained with other dictionaries
+    (`dictionary_fingerprint`)."""
 
     def __init__(self, cfg, encoder, decoder):
         super().__init__(encoder, decoder)
         self.args = cfg
-        digests = [dictionary_digest(encoder.dictionary), dictionary_digest(decoder.dictionary)]
-        self.register_buffer("dictionary_digest", torch.tensor(digests, dtype=torch.long))
 
     @classmethod
     def build_model(cls, cfg, task):
@@ -152,27 +146,11 @@ class MegaTranslationModel(FairseqEncoderDecoderModel):
     def max_positions(self):
         return (self.encoder.max_source_positions, self.decoder.max_target_positions)
 
-    def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
-        """Refuses weights trained with other dictionaries than the task's, naming the side and the fix."""
-        sides = (
-            ("source", "encoder.stack.embed_tokens.weight", self.encoder.dictionary, 0),
-            ("target", "decoder.stack.embed_tokens.weight", self.decoder.dictionary, 1),
-        )
-        saved_digest = state_dict.get("dictionary_digest")
-        for side, key, dictionary, index in sides:
-            fix = (
-                "binarize the data with the dictionaries the model was trained with (fairseq-preprocess "
-                "--srcdict/--tgtdict "
-                "pointing at the checkpoint's dict files) or pass that data directory"
-            )
-            if key in state_dict and state_dict[key].size(0) != len(dictionary):
-                raise ValueError(
-                    f"the checkpoint's {side} dictionary has {state_dict[key].size(0)} symbols but the task's has "
-                    f"{len(dictionary)}: {fix}"
-                )
-            if saved_digest is not None and int(saved_digest[index]) != int(self.dictionary_digest[index]):
-                raise ValueError(f"the task's {side} dictionary has the checkpoint's size but other symbols: {fix}")
-        return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
+    def fingerprinted_dictionaries(self):
+        return [
+            ("source", self.encoder.dictionary, "encoder.stack.embed_tokens.weight"),
+            ("target", self.decoder.dictionary, "decoder.stack.embed_tokens.weight"),
+        ]
 
 
 def mega_base(args):

@@ -290,6 +290,9 @@ def layer_config(
     `cross_attention`).  `max_positions` is the longest span of the simple relative bias; `max_positions_option`
     the option it comes from.  A value that cannot work raises `MegaConfigError` naming the flags
     (``--decoder-chunk-size must be a positive number of tokens (or -1 for no chunking), got 0``)."""
+    layers = getattr(cfg, f"{side}_layers", None)
+    if isinstance(layers, int) and layers < 1:
+        raise MegaConfigError(f"--{side}-layers must be at least 1, got {layers}")
     values = {}
     for name, (option, convert) in LAYER_CONFIG_OPTIONS.items():
         value = getattr(cfg, option.format(side=side))
