@@ -16,7 +16,7 @@ ALLOWED = {
     "models": {"modules", "plugin"},
     "criterions": {"data", "metrics", "plugin"},
     "tasks": {"models", "data", "metrics", "plugin"},
-    "convert": {"models", "modules", "plugin", "fairseq_patches"},
+    "convert": {"models", "modules", "plugin", "fairseq_patches", "reliability"},
     "fairseq_patches": set(),
     "reliability": {"fairseq_patches"},
     "plugin": {"fairseq_patches", "reliability"},  # imports the registering modules by name (REGISTERING_MODULES)

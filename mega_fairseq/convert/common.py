@@ -255,3 +255,12 @@ def decoder_inputs(tokens: torch.Tensor) -> torch.Tensor:
     prev = tokens.roll(1, dims=1)
     prev[:, 0] = 2
     return prev
+
+
+def user_errors() -> tuple:
+    """The exceptions a converter's `main()` reports as one `error:` line (the user's input is at fault, and the
+    message says what to do): conversion refusals, unreadable checkpoints, dictionary mismatches."""
+    from ..models.dictionary_fingerprint import DictionaryMismatchError
+    from ..reliability import CheckpointReadError
+
+    return (ConversionError, CheckpointReadError, DictionaryMismatchError)

@@ -32,6 +32,7 @@ from .common import (
     refuse_to_replace,
     staging_dir,
     task_dictionary,
+    user_errors,
 )
 from .remote_code import AUTO_CLASS_OF, add_auto_map, write_model_code
 from .targets import Target, target_for_fairseq_model
@@ -399,7 +400,7 @@ def main(argv=None):
             verify=not args.no_verify,
             license=args.license,
         )
-    except ConversionError as err:
+    except user_errors() as err:
         print(f"mega-export-hf: error: {err}", file=sys.stderr)
         return 2
     print(

@@ -35,6 +35,7 @@ from .common import (
     read_config_json,
     refuse_to_replace,
     staging_dir,
+    user_errors,
 )
 from .remote_code import CODE_MODEL_TYPE
 from .targets import target_for_hf_class
@@ -303,7 +304,7 @@ def main(argv=None):
             raise ConversionError(f"OUT_CHECKPOINT {args.out_checkpoint} is a directory: pass a file name (model.pt)")
         refuse_to_replace(output_files(args.hf_dir, args.out_checkpoint), args.overwrite, "mega-import-hf", True)
         diff = import_hf(args.hf_dir, args.out_checkpoint, args.head, args.dtype, verify=not args.no_verify)
-    except ConversionError as err:
+    except user_errors() as err:
         print(f"mega-import-hf: error: {err}", file=sys.stderr)
         return 2
     print(

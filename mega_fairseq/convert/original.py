@@ -52,6 +52,7 @@ from .common import (
     match_key,
     refuse_to_replace,
     staging_dir,
+    user_errors,
 )
 from .hf_import import checkpoint_dict, fairseq_setup, load_exactly
 from .hf_names import SIMPLE_BIAS
@@ -617,7 +618,7 @@ def main(argv=None):
         our_arch = import_original(
             args.original_checkpoint, args.out_checkpoint, args.data, args.arch, args.ema_variant, args.overwrite
         )
-    except ConversionError as err:
+    except user_errors() as err:
         print(f"mega-import-original: error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {args.out_checkpoint} (--arch {our_arch})")
