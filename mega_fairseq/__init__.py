@@ -6,3 +6,5 @@ has no side effects and does not import fairseq.  fairseq sees the plugin throug
 compatibility patches; it is loaded by ``--user-dir user_dir`` and by importing any of
 `mega_fairseq.models`, `mega_fairseq.tasks` or `mega_fairseq.criterions`.
 """
+
+__version__ = "0.1.0"
