@@ -112,6 +112,7 @@ def test_lm_hub_interface_generates(trained_lm):
     assert out.startswith("w1 w2") and len(out.split()) > 2
 
 
+@pytest.mark.slow
 def test_translation_hub_interface_translates(tmp_path):
     from fairseq.hub_utils import GeneratorHubInterface
     from test_translation import TRAIN_ARGS, preprocess, write_toy_parallel
