@@ -130,3 +130,13 @@ def test_translation_hub_interface_translates(tmp_path):
     assert isinstance(hub, GeneratorHubInterface)
     source = (tmp_path / "text" / "test.en").read_text().splitlines()[0]
     assert isinstance(hub.translate(source, beam=2, max_len_b=10), str)
+
+
+def test_checkpoints_with_numpy_meters_load_weights_only(tmp_path):
+    """--eval-bleu keeps numpy n-gram counts in extra_state (the WMT'16 recipe): fairseq-generate must load them."""
+    import numpy as np
+
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"args": Namespace(arch="mega"), "extra_state": {"counts": np.array([8, 0, 0, 0])}}, path)
+    state = torch.load(path, weights_only=True)
+    assert state["extra_state"]["counts"].tolist() == [8, 0, 0, 0]

@@ -101,7 +101,7 @@ SUBSTITUTIONS = {
     "Translation (`mega`)": [
         (
             "bash scripts/prepare_wmt16_en_de.sh RAW_DIR",
-            "VOCAB=60 WORKERS=1 bash scripts/prepare_wmt16_en_de.sh RAW_DIR",
+            "VOCAB=32 WORKERS=1 bash scripts/prepare_wmt16_en_de.sh RAW_DIR",
         ),
         (
             "checkpoint.save_dir=$PWD/checkpoints/wmt16",
