@@ -10,7 +10,8 @@
 # -> fairseq-generate on the test split (beam 5, lenpen 0.5) -> SacreBLEU on detokenized output.
 # Target: under ~15 minutes on 2 idle CPU cores after the first install.  Knobs (all optional):
 #   MAX_UPDATE (default 300), MAX_TOKENS (4096), VOCAB (sentencepiece pieces, 4000), LR (2e-3),
-#   MODELS ("mega transformer"), EXTRA (more fairseq-train flags for both), VALID_EVERY (validate every 50 updates)
+#   MODELS ("mega transformer"), EXTRA (more fairseq-train flags for both), VALID_EVERY (validate every 50 updates),
+#   GENERATE_EXTRA (more fairseq-generate flags, e.g. "--max-len-b 20" for a quick look)
 # Everything is written under data-bin/demo_mt* and checkpoints/demo_mt; each run starts afresh.
 # The terminal shows fairseq's progress lines (scripts/demo_logs.py filter drops third-party deprecation noise);
 # full logs are in checkpoints/demo_mt/<model>/train.log, and validation loss against updates and wall time
@@ -26,6 +27,7 @@ LR="${LR:-2e-3}"
 MODELS="${MODELS:-mega transformer}"
 EXTRA="${EXTRA:-}"
 VALID_EVERY="${VALID_EVERY:-50}"
+GENERATE_EXTRA="${GENERATE_EXTRA:-}"
 
 TEXT=data-bin/demo_mt_text
 SPM=data-bin/demo_mt_spm
@@ -75,7 +77,7 @@ for model in $MODELS; do
     # --required-batch-size-multiple 1: fairseq otherwise drops a last batch that is not a multiple of 8
     fairseq-generate "$DATA" --user-dir user_dir --path "$dir/checkpoint_last.pt" --gen-subset test \
         --beam 5 --lenpen 0.5 --post-process sentencepiece --batch-size 128 --required-batch-size-multiple 1 \
-        --cpu --num-workers 0 > "$dir/generate.out" 2> "$dir/generate.err" || { tail -30 "$dir/generate.err"; exit 1; }
+        --cpu --num-workers 0 $GENERATE_EXTRA > "$dir/generate.out" 2> "$dir/generate.err" || { tail -30 "$dir/generate.err"; exit 1; }
     gen_s=$(( $(date +%s) - t0 ))
     grep '^D-' "$dir/generate.out" | sed 's/^D-//' | sort -n -k1,1 | cut -f3 > "$dir/test.hyp"
     if [ "$(wc -l < "$dir/test.hyp")" -ne "$(wc -l < "$TEXT/test.de")" ]; then

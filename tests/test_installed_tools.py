@@ -243,7 +243,7 @@ def test_demo_translation_plots_both_models(tmp_path):
     if not list(Path("/usr/share/locale/de/LC_MESSAGES").glob("*.mo")):
         pytest.skip("no German gettext catalogs on this machine")
     root, env = demo_checkout(tmp_path)
-    env.update(MAX_UPDATE="4", MAX_TOKENS="512", VOCAB="300", VALID_EVERY="2")
+    env.update(MAX_UPDATE="4", MAX_TOKENS="512", VOCAB="300", VALID_EVERY="2", GENERATE_EXTRA="--beam 1 --max-len-b 5")
     proc = subprocess.run(["bash", "scripts/demo_translation.sh"], cwd=root, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     png = root / "checkpoints/demo_mt/curves.png"
