@@ -406,6 +406,26 @@ def check_masked_lm(ws: Workspace, log: str):
     for save in ("mlm", "classification", "sts", "mc"):
         assert (ws.root / "checkpoints" / save / "checkpoint_last.pt").exists(), save
     assert not (ws.root / "checkpoints" / "checkpoint_last.pt").exists()  # every run names its --save-dir
+    # the section's python block (the hub interface) on the checkpoint the block above trained
+    (code,) = re.findall(r"```python\n(.*?)```", section_text("Masked LM and fine-tuning (encoder)"), re.S)
+    code += "\nassert features.shape[0] == 1 and log_probs.shape == (1, 3)\n"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ws.root, env=environment(ws.root), capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def section_text(section: str) -> str:
+    """The README text of one section (up to the next heading; `#` lines inside code blocks are not headings)."""
+    lines, inside, fenced = [], False, False
+    for line in README.read_text(encoding="utf-8").splitlines():
+        fenced = fenced != line.startswith("```")
+        heading = not fenced and not line.startswith("```") and re.match(r"#{1,6} ", line)
+        if heading:
+            inside = line.lstrip("#").strip() == section
+        elif inside:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def check_token_classification(ws: Workspace, log: str):
