@@ -4,10 +4,12 @@ Install torch first (``pip install torch==2.13.0``), then
 ``pip install -c constraints.txt -e '.[test]'``; see README.md for why.
 """
 
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
+HERE = Path(__file__).resolve().parent
 HF_EXTRAS = [
     "transformers==4.57.6",
     "safetensors",
@@ -17,9 +19,9 @@ HF_EXTRAS = [
 
 setup(
     name="mega_fairseq",
-    version="0.1.0",
+    version=re.search(r'__version__ = "([^"]+)"', (HERE / "mega_fairseq" / "__init__.py").read_text()).group(1),
     description="MEGA (Moving Average Equipped Gated Attention) as a fairseq --user-dir plugin",
-    long_description=(Path(__file__).resolve().parent / "README.md").read_text(encoding="utf-8"),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["mega_fairseq", "mega_fairseq.*"]),
     # model-code templates written into every HF export (mega_fairseq/convert/remote_code.py)
@@ -43,6 +45,8 @@ setup(
     ],
     extras_require={
         "hf": HF_EXTRAS,
+        "tensorboard": ["tensorboard"],  # fairseq-train --tensorboard-logdir DIR writes its curves
+        "demo": ["matplotlib"],  # the demo scripts' PNG of validation curves
         "test": ["pytest", "ruff==0.17.6"] + HF_EXTRAS,
     },
     entry_points={
@@ -50,6 +54,12 @@ setup(
             "mega-export-hf = mega_fairseq.convert.hf_export:main",
             "mega-import-hf = mega_fairseq.convert.hf_import:main",
             "mega-import-original = mega_fairseq.convert.original:main",
+            "mega-fairseq = mega_fairseq.cli.info:main",
+            "mega-prepare-lra = mega_fairseq.cli.prepare_lra:main",
+            "mega-prepare-token-classification = mega_fairseq.cli.prepare_token_classification:cli",
+            "mega-prepare-extractive-qa = mega_fairseq.cli.prepare_extractive_qa:cli",
+            "mega-spm-prepare = mega_fairseq.cli.spm_prepare:main",
+            "mega-make-listops = mega_fairseq.cli.make_listops:main",
         ],
     },
 )

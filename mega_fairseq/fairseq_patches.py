@@ -141,16 +141,24 @@ def patch_once(
 
 
 def allow_fairseq_checkpoint_globals() -> None:
-    """Allowlists ``argparse.Namespace`` for weights-only ``torch.load``.
+    """Allowlists ``argparse.Namespace`` and plain numpy arrays for weights-only ``torch.load``.
 
+    numpy arrays: fairseq keeps the validation meters in ``extra_state``, and ``--eval-bleu`` logs its
+    n-gram counts as numpy arrays, so a checkpoint of a run with validation BLEU (the WMT'16 recipe) holds
+    ``numpy.ndarray`` objects (rebuilt from ``_reconstruct``, ``ndarray`` and ``dtype``: data, no code).
     Idempotent.  A no-op on torch versions without ``add_safe_globals`` (those do not default to
     weights_only=True either).
     """
     add_safe_globals = getattr(torch.serialization, "add_safe_globals", None)
     if add_safe_globals is None:
         return
-    if argparse.Namespace not in torch.serialization.get_safe_globals():
-        add_safe_globals([argparse.Namespace])
+    import numpy
+
+    allowed = [argparse.Namespace, numpy.ndarray, numpy.dtype, numpy.core.multiarray._reconstruct]
+    allowed += [type(numpy.dtype(name)) for name in ("bool", "int32", "int64", "float32", "float64")]
+    missing = [item for item in allowed if item not in torch.serialization.get_safe_globals()]
+    if missing:
+        add_safe_globals(missing)
 
 
 # ---- data parallel without CUDA -------------------------------------------------------------------

@@ -12,8 +12,12 @@
 # About MINUTES + 3 minutes on 2 idle cores.  Knobs (environment, all optional):
 #   MINUTES (10), TRAIN (20000), VALID (1000), TEST (1000), MIN_LEN (500), MAX_LEN (1000),
 #   BATCH (16), LR (0.002), SEQUENTIAL=1 (train one after the other, THREADS threads each; default
-#   both at once with one thread each), THREADS (2, with SEQUENTIAL=1), MEGA_ARGS, TRANSFORMER_ARGS.
-# Output under data-bin/demo_lra_listops* and checkpoints/demo_lra_listops/{mega,transformer}.
+#   both at once with one thread each), THREADS (2, with SEQUENTIAL=1), MEGA_ARGS, TRANSFORMER_ARGS,
+#   VALID_EVERY (validate every 200 updates: the points of the curves).
+# Output under data-bin/demo_lra_listops* and checkpoints/demo_lra_listops/{mega,transformer}; the terminal shows
+# fairseq's progress lines of the Mega run (scripts/demo_logs.py filter), full logs are in */train.log, and
+# validation accuracy and loss of both models against updates and wall time go to
+# checkpoints/demo_lra_listops/curves.png (matplotlib: the `demo` extra, installed here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_env.sh
@@ -22,7 +26,7 @@ MINUTES="${MINUTES:-10}"
 TRAIN="${TRAIN:-20000}"; VALID="${VALID:-1000}"; TEST="${TEST:-1000}"
 MIN_LEN="${MIN_LEN:-500}"; MAX_LEN="${MAX_LEN:-1000}"
 BATCH="${BATCH:-16}"; LR="${LR:-0.002}"
-SEQUENTIAL="${SEQUENTIAL:-0}"; THREADS="${THREADS:-2}"
+SEQUENTIAL="${SEQUENTIAL:-0}"; THREADS="${THREADS:-2}"; VALID_EVERY="${VALID_EVERY:-200}"
 MEGA_ARGS="${MEGA_ARGS:---encoder-layers 2 --encoder-embed-dim 64 --encoder-hidden-dim 128 --encoder-ffn-embed-dim 128 --encoder-z-dim 32 --encoder-n-dim 16 --classifier-out-dim 128 --encoder-chunk-size 128}"
 # same width and depth; the FFN width makes the parameter count match Mega's (printed below)
 TRANSFORMER_ARGS="${TRANSFORMER_ARGS:---encoder-layers 2 --encoder-embed-dim 64 --encoder-ffn-embed-dim 336 --encoder-attention-heads 4 --classifier-out-dim 128 --sen-rep-type mp --attention-dropout 0.0}"
@@ -32,6 +36,7 @@ DATA=data-bin/demo_lra_listops
 SAVE=checkpoints/demo_lra_listops
 mega_demo_start "$RAW" "$DATA" "$SAVE"
 mkdir -p "$SAVE/mega" "$SAVE/transformer"
+python -c "import matplotlib" 2>/dev/null || python -m pip install -q -c constraints.txt -e '.[demo]'
 
 echo "== 1/4 generate ListOps: $TRAIN/$VALID/$TEST expressions of $MIN_LEN-$MAX_LEN tokens -> $RAW"
 python scripts/make_listops.py "$RAW" --train "$TRAIN" --valid "$VALID" --test "$TEST" --min-length "$MIN_LEN" --max-length "$MAX_LEN" --seed 1
@@ -40,8 +45,8 @@ echo "== 2/4 binarize -> $DATA"
 python scripts/prepare_lra.py listops "$RAW" "$DATA"
 
 HOURS=$(python -c "print($MINUTES / 60)")
-train() {  # name arch threads args...
-    local name=$1 arch=$2 threads=$3; shift 3
+train() {  # name arch threads show(1: progress lines on the terminal) args...
+    local name=$1 arch=$2 threads=$3 show=$4; shift 4
     # shellcheck disable=SC2068
     OMP_NUM_THREADS=$threads fairseq-train "$DATA" --task lra-text --user-dir user_dir --arch "$arch" $@ \
         --criterion lra_cross_entropy --dropout 0.1 \
@@ -51,17 +56,18 @@ train() {  # name arch threads args...
         --stop-time-hours "$HOURS" --max-update 1000000 --seed 1 --cpu --num-workers 0 \
         --best-checkpoint-metric accuracy --maximize-best-checkpoint-metric \
         --save-dir "$SAVE/$name" --no-epoch-checkpoints --log-format simple --log-interval 25 \
-        > "$SAVE/$name/train.log" 2>&1
+        --validate-interval-updates "$VALID_EVERY" 2>&1 | tee "$SAVE/$name/train.log" \
+        | if [ "$show" = 1 ]; then python scripts/demo_logs.py filter | sed "s/^/   [$name] /"; else cat > /dev/null; fi
     echo "   $name done: $(grep -o 'num_updates [0-9]*' "$SAVE/$name/train.log" | tail -1)"
 }
 echo "== 3/4 train mega_lra_listop and transformer_lra_listop for $MINUTES minutes each (logs: $SAVE/*/train.log)"
 if [ "$SEQUENTIAL" = "1" ]; then
-    train mega mega_lra_listop "$THREADS" $MEGA_ARGS
-    train transformer transformer_lra_listop "$THREADS" $TRANSFORMER_ARGS
+    train mega mega_lra_listop "$THREADS" 1 $MEGA_ARGS
+    train transformer transformer_lra_listop "$THREADS" 1 $TRANSFORMER_ARGS
 else
-    train mega mega_lra_listop 1 $MEGA_ARGS &
+    train mega mega_lra_listop 1 1 $MEGA_ARGS &
     pid_mega=$!
-    train transformer transformer_lra_listop 1 $TRANSFORMER_ARGS &
+    train transformer transformer_lra_listop 1 0 $TRANSFORMER_ARGS &
     pid_transformer=$!
     wait "$pid_mega"; wait "$pid_transformer"
 fi
@@ -90,5 +96,7 @@ for name, arch in (("mega", "mega_lra_listop"), ("transformer", "transformer_lra
     print(f"{arch:<24}{params:>10}{updates:>10}{wall:>10}{acc:>12}")
 print(f"{'majority class':<24}{'':>10}{'':>10}{'':>10}{majority:>12.1f}")
 EOF
+python scripts/demo_logs.py plot "$SAVE/curves.png" mega="$SAVE/mega/train.log" transformer="$SAVE/transformer/train.log" \
+    --title "ListOps: validation"
 echo
 echo "== done in $(mega_demo_elapsed) s; checkpoints and logs in $SAVE/{mega,transformer}"

@@ -23,6 +23,8 @@ ALLOWED = {
     "qa_inference": {"data", "plugin"},
     "testing": {"convert", "modules"},
     "bench": set(),
+    "cli": {"(root)", "data", "metrics", "models", "plugin"},  # console scripts (mega-prepare-*, mega-fairseq info)
+    "__main__": {"cli"},
     "(root)": set(),
 }
 

@@ -35,6 +35,7 @@ from .dictionary_fingerprint import DictionaryFingerprintMixin
 from .encoder import MegaEncoder
 from .heads import POOLER_ACTIVATIONS, MaskedLMHead, head_kind, head_spec, head_spec_from_state_dict
 from .options import MegaEncoderSizes, MegaLayerOptions, layer_config, model_config, resolve_model_config, set_defaults
+from .pairing import check_task
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,16 @@ class MegaEncoderConfig(MegaLayerOptions, MegaEncoderSizes):
     )
 
 
+class SymbolText:
+    """The hub interface's "BPE" for text already in dictionary symbols: encode and decode are the identity."""
+
+    def encode(self, text: str) -> str:
+        return text
+
+    def decode(self, text: str) -> str:
+        return text
+
+
 def segments_from_separator(tokens: Tensor, separator: int) -> Tensor:
     """(B, T) ids -> (B, T) token types: 0 up to and including the first `separator`, 1 after it."""
     is_sep = tokens.eq(separator).long()
@@ -95,9 +106,37 @@ class MegaEncoderModel(DictionaryFingerprintMixin, FairseqEncoderModel):
         self.classification_heads = nn.ModuleDict()
 
     @classmethod
+    def from_pretrained(cls, model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", bpe=None, **kwargs):
+        """fairseq's RoBERTa hub interface on a Mega encoder checkpoint, as `RobertaModel.from_pretrained`:
+        `encode`, `decode`, `extract_features` (B, T, D), `predict(head, tokens)`, `fill_mask` (a model
+        trained with fairseq's masked_lm task), `register_classification_head`; `.model` is this model.
+        `model_name_or_path`: the checkpoint's directory; `data_name_or_path`: the data directory with
+        `dict.txt` ("." = the checkpoint's directory); `bpe`: how raw text becomes dictionary symbols, e.g.
+        ``bpe="sentencepiece", sentencepiece_model="spm.model"``; None (the default) takes text that is
+        already in dictionary symbols, separated by spaces.  Other keyword arguments override the
+        checkpoint's options (e.g. ``user_dir=...``)."""
+        from fairseq import hub_utils
+        from fairseq.models.roberta.hub_interface import RobertaHubInterface
+
+        loaded = hub_utils.from_pretrained(
+            model_name_or_path,
+            checkpoint_file,
+            data_name_or_path,
+            archive_map=cls.hub_models(),
+            bpe=bpe,
+            load_checkpoint_heads=True,
+            **kwargs,
+        )
+        hub = RobertaHubInterface(loaded["args"], loaded["task"], loaded["models"][0])
+        if hub.bpe is None:
+            hub.bpe = SymbolText()
+        return hub
+
+    @classmethod
     def build_model(cls, cfg, task):
         from fairseq.tasks.sentence_ranking import SentenceRankingTask
 
+        check_task(cfg, task, "mega_encoder")
         cfg = resolve_model_config(
             cfg, MegaEncoderConfig
         )  # legacy callers: what the preset left unset from the dataclass
@@ -270,6 +309,7 @@ class MegaEncoderModel(DictionaryFingerprintMixin, FairseqEncoderModel):
                 logger.warning(f'deleting head "{head_name}" from the checkpoint: {why}')
                 for rest in params:
                     del state_dict[head_prefix + head_name + "." + rest]
+        self._add_fresh_token_types(state_dict, prefix)
         for key, value in self.classification_heads.state_dict().items():
             if head_prefix + key not in state_dict:
                 logger.info(f"new head parameter {head_prefix + key}: keeping its fresh weights")
@@ -277,6 +317,17 @@ class MegaEncoderModel(DictionaryFingerprintMixin, FairseqEncoderModel):
         out_key = prefix + "lm_head.out_proj.weight"
         if self.cfg.untie_weights_roberta and out_key not in state_dict:  # tied checkpoint, untied model
             state_dict[out_key] = state_dict[prefix + "encoder.stack.embed_tokens.weight"].clone()
+
+    def _add_fresh_token_types(self, state_dict, prefix: str):
+        """Fine-tuning with --add-token-type-embeddings from a checkpoint trained without them (a masked LM):
+        the token-type embeddings start from this model's fresh weights, as a new head does."""
+        key = "encoder.stack.embed_token_types.weight"
+        if self.encoder.stack.embed_token_types is not None and prefix + key not in state_dict:
+            logger.info(
+                f"the checkpoint has no token-type embeddings ({prefix + key}): --add-token-type-embeddings "
+                f"starts them from fresh weights ({self.type_vocab_size} types)"
+            )
+            state_dict[prefix + key] = self.encoder.stack.embed_token_types.weight.detach().clone()
 
     def _resize_simple_bias(self, state_dict, prefix: str):
         own = self.state_dict()

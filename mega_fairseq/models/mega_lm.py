@@ -31,6 +31,7 @@ from .options import (
     resolve_model_config,
     set_defaults,
 )
+from .pairing import check_task
 
 __all__ = ["DEFAULT_MAX_TARGET_POSITIONS", "MegaDecoder", "MegaLMConfig", "MegaLanguageModel"]
 
@@ -44,14 +45,17 @@ class MegaLMConfig(MegaLayerOptions, MegaDecoderSizes, MegaDecoderStructureOptio
     adaptive_input_cutoff: Optional[str] = field(
         default=None, metadata={"help": "comma-separated adaptive input cutoffs"}
     )
-    max_target_positions: Optional[int] = II("task.max_target_positions")
-    tokens_per_sample: int = II("task.tokens_per_sample")
+    max_target_positions: Optional[int] = II(
+        "oc.select:task.max_target_positions,null"
+    )  # null: a task without it (see pairing.py)
+    tokens_per_sample: Optional[int] = II("oc.select:task.tokens_per_sample,null")
 
 
 @register_model("mega_lm", dataclass=MegaLMConfig)
 class MegaLanguageModel(DictionaryFingerprintMixin, FairseqLanguageModel):
     @classmethod
     def build_model(cls, cfg, task):
+        check_task(cfg, task, "mega_lm")
         cfg = resolve_model_config(cfg, MegaLMConfig)
         if safe_getattr(cfg, "max_target_positions", None) is None:
             tokens = safe_getattr(cfg, "tokens_per_sample", None)

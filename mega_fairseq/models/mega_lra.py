@@ -29,6 +29,7 @@ from ..modules.activations import ACTIVATION_FNS
 from .dictionary_fingerprint import DictionaryFingerprintMixin
 from .encoder import MegaEncoder
 from .options import MegaEncoderSizes, MegaLayerOptions, layer_config, model_config, resolve_model_config, set_defaults
+from .pairing import check_task
 
 CLS_SYMBOL = "<CLS>"
 CLASSIFIER_ACTIVATIONS = ACTIVATION_FNS
@@ -151,6 +152,7 @@ class LRAModel(DictionaryFingerprintMixin, BaseFairseqModel):
 
     @classmethod
     def build_model(cls, cfg, task):
+        check_task(cfg, task, "lra")
         cfg = resolve_model_config(cfg, MegaLRAConfig)
         if cfg.sentence_class_num < 2:
             raise ValueError(f"--sentence-class-num must be at least 2, got {cfg.sentence_class_num}")

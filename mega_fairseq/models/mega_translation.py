@@ -38,6 +38,7 @@ from .options import (
     resolve_model_config,
     set_defaults,
 )
+from .pairing import check_task
 
 DEFAULT_MAX_POSITIONS = 1024
 
@@ -50,8 +51,10 @@ class MegaTranslationConfig(MegaLayerOptions, MegaEncoderSizes, MegaDecoderSizes
             "help": "share encoder, decoder and output embeddings (needs a joined dictionary and equal embed dims)"
         },
     )
-    max_source_positions: Optional[int] = II("task.max_source_positions")
-    max_target_positions: Optional[int] = II("task.max_target_positions")
+    max_source_positions: Optional[int] = II("oc.select:task.max_source_positions,null")
+    max_target_positions: Optional[int] = II(
+        "oc.select:task.max_target_positions,null"
+    )  # null: a task without it (see pairing.py)
 
 
 class MegaTranslationEncoder(MegaEncoder):
@@ -88,6 +91,7 @@ class MegaTranslationModel(DictionaryFingerprintMixin, FairseqEncoderDecoderMode
 
     @classmethod
     def build_model(cls, cfg, task):
+        check_task(cfg, task, "mega")
         cfg = resolve_model_config(cfg, MegaTranslationConfig)
         for name in ("max_source_positions", "max_target_positions"):
             if safe_getattr(cfg, name, None) is None:
