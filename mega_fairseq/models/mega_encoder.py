@@ -31,6 +31,7 @@ from fairseq.utils import safe_getattr
 from torch import Tensor, nn
 
 from ..modules.relative_position import recenter_simple_bias
+from . import options
 from .encoder import MegaEncoder
 from .heads import POOLER_ACTIVATIONS, MaskedLMHead, head_kind, head_spec, head_spec_from_state_dict
 from .options import MegaEncoderSizes, MegaLayerOptions, layer_config, model_config, resolve_model_config, set_defaults
@@ -113,6 +114,7 @@ class MegaEncoderModel(FairseqEncoderModel):
             scale_embedding=cfg.scale_embedding,
             normalize_embedding=cfg.normalize_embedding,
             final_norm=cfg.final_norm,
+            **options.scale_options(cfg),
         )
         return cls(cfg, encoder, multiple_choice_heads=isinstance(task, SentenceRankingTask))
 

@@ -28,6 +28,7 @@ from .options import (
     layer_config,
     model_config,
     resolve_model_config,
+    scale_options,
     set_defaults,
 )
 
@@ -83,6 +84,7 @@ class MegaLanguageModel(FairseqLanguageModel):
                 embed_tokens,
                 max_positions=positions,
                 **decoder_structure(cfg),
+                **scale_options(cfg),
             )
         )
 

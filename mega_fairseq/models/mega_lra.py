@@ -27,7 +27,15 @@ from torch import Tensor, nn
 
 from ..modules.activations import ACTIVATION_FNS
 from .encoder import MegaEncoder
-from .options import MegaEncoderSizes, MegaLayerOptions, layer_config, model_config, resolve_model_config, set_defaults
+from .options import (
+    MegaEncoderSizes,
+    MegaLayerOptions,
+    layer_config,
+    model_config,
+    resolve_model_config,
+    scale_options,
+    set_defaults,
+)
 
 CLS_SYMBOL = "<CLS>"
 CLASSIFIER_ACTIVATIONS = ACTIVATION_FNS
@@ -186,6 +194,7 @@ class LRAModel(BaseFairseqModel):
                 max_positions=cfg.max_positions,
                 normalize_embedding=cfg.normalize_embedding,
                 final_norm=cfg.normalize_before,
+                **scale_options(cfg),
             )
         return cls(cfg, encoder, pixel_input, paired, cls_index)
 

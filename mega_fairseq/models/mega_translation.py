@@ -37,6 +37,7 @@ from .options import (
     layer_config,
     model_config,
     resolve_model_config,
+    scale_options,
     set_defaults,
 )
 
@@ -133,6 +134,7 @@ class MegaTranslationModel(FairseqEncoderDecoderModel):
                 name: structure[name]
                 for name in ("scale_embedding", "normalize_embedding", "final_norm", "final_norm_affine")
             },
+            **scale_options(cfg),
         )
         # as in the original, the decoder's simple bias spans max(source, target) positions: cross-attention
         # relates target position i to source position j
@@ -146,6 +148,7 @@ class MegaTranslationModel(FairseqEncoderDecoderModel):
             decoder_embed,
             max_positions=target_positions,
             **structure,
+            **scale_options(cfg),
         )
         return cls(cfg, encoder, decoder)
 
