@@ -38,6 +38,8 @@ setup(
     ],
     extras_require={
         "hf": HF_EXTRAS,
+        # fairseq's --ddp-backend fully_sharded and --zero-sharding os (FSDP needs CUDA; OSS also runs on CPU)
+        "sharding": ["fairscale==0.4.13"],
         "test": ["pytest", "ruff==0.17.6"] + HF_EXTRAS,
     },
     entry_points={

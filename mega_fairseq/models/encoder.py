@@ -29,6 +29,21 @@ def build_embedding(num_embeddings: int, dim: int, padding_idx: int) -> nn.Embed
     return embedding
 
 
+def check_fsdp_device() -> None:
+    """Under ``--ddp-backend fully_sharded`` (fairseq builds the model inside FairScale's `enable_wrap`) without
+    CUDA: a `ValueError` naming the flag, instead of FairScale's "Torch not compiled with CUDA enabled"."""
+    try:
+        from fairscale.nn.wrap.auto_wrap import ConfigAutoWrap
+    except ImportError:  # fairseq's fsdp_wrap is a no-op then
+        return
+    if ConfigAutoWrap.in_autowrap_context and not torch.cuda.is_available():
+        raise ValueError(
+            "--ddp-backend fully_sharded needs CUDA: FairScale's FullyShardedDataParallel (fairseq's sharding engine; "
+            "FairScale 0.3.9 to 0.4.13) runs its all-gather and reduce-scatter on CUDA streams. On CPU "
+            "shard the optimizer state instead with --zero-sharding os (default --ddp-backend), or train on a GPU."
+        )
+
+
 def build_stack(
     layer_cfg: MegaLayerConfig,
     num_layers: int,
@@ -52,6 +67,7 @@ def build_stack(
     )
     if checkpoint_activations or offload_activations:
         min_params_to_wrap = 0
+    check_fsdp_device()
     stack.layers = nn.ModuleList([fsdp_wrap(layer, min_num_params=min_params_to_wrap) for layer in stack.layers])
     return stack
 
