@@ -47,6 +47,8 @@ setup(
         "hf": HF_EXTRAS,
         "tensorboard": ["tensorboard"],  # fairseq-train --tensorboard-logdir DIR writes its curves
         "demo": ["matplotlib"],  # the demo scripts' PNG of validation curves
+        # fairseq's --ddp-backend fully_sharded and --zero-sharding os (FSDP needs CUDA; OSS also runs on CPU)
+        "sharding": ["fairscale==0.4.13"],
         "test": ["pytest", "ruff==0.17.6"] + HF_EXTRAS,
     },
     entry_points={

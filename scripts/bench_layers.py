@@ -56,8 +56,13 @@ Usage (the default run takes about 11 minutes on 2 idle AMD EPYC cores, most of 
     python scripts/bench_layers.py                 # L = 512, 2048, 8192 x chunk -1, 1024
     python scripts/bench_layers.py --quick         # L = 512, 2048
     python scripts/bench_layers.py --lengths 2048 --chunks -1 --profile   # + torch.profiler tables
-Options: --lengths, --chunks, --repeats, --quick, --threads (default: all cores), --row-budget,
---isolate-memory, --profile [--profile-top K], --tolerance.
+    # fused softmax attention (default) vs the explicit (L, L) route, long contexts at batch 1:
+    python scripts/bench_layers.py --lengths 2048 8192 16384 --chunks -1 --batch 1 --hf-max-length 8192
+    python scripts/bench_layers.py --lengths 2048 8192 --chunks -1 --batch 1 --explicit-attention
+Options: --lengths, --chunks, --batch, --repeats, --quick, --threads (default: all cores), --row-budget,
+--isolate-memory, --profile [--profile-top K], --tolerance, --explicit-attention (ours without the fused
+scaled_dot_product_attention route: the (L, L) scores of every layer), --hf-max-length L (HF rows only up
+to L; longer rows time ours alone: HF holds several (L, L) matrices per layer).
 """
 
 import argparse
@@ -183,6 +188,11 @@ def random_tokens(length: int, seed: int = 1234) -> torch.Tensor:
     return torch.randint(PAD + 1, VOCAB, (BATCH, length), generator=gen)
 
 
+def set_batch(batch: int) -> None:
+    global BATCH
+    BATCH = batch
+
+
 def output_diff(pair: Pair, length: int):
     tokens = random_tokens(length)
     with torch.no_grad():
@@ -231,8 +241,10 @@ def prewarm(pair: Pair):
 
 def run_row(pair: Pair, length: int, args, check_grads: bool, log):
     tokens = random_tokens(length)
-    warm, peaks, rss, grads = {}, {}, {}, {}
-    for which in ("ours", "hf"):
+    which_models = ("ours", "hf") if length <= args.hf_max_length else ("ours",)
+    check_grads = check_grads and "hf" in which_models
+    warm, peaks, rss, grads = {"hf": 0.0}, {"hf": float("nan")}, {"hf": float("nan")}, {}
+    for which in which_models:
         warm[which], peaks[which], rss[which] = measured_step(pair, which, tokens)
         if check_grads:
             grads[which] = {k: v.clone() for k, v in pair.grads_in_our_names(which).items()}
@@ -252,16 +264,16 @@ def run_row(pair: Pair, length: int, args, check_grads: bool, log):
         repeats = args.repeats
     else:
         repeats = max(1, min(7, int(args.row_budget / (warm["ours"] + warm["hf"]))))
-    times = {"ours": [], "hf": []}
+    times = {"ours": [], "hf": [] if "hf" in which_models else [float("nan")]}
     for r in range(repeats):
-        for which in ("ours", "hf") if r % 2 == 0 else ("hf", "ours"):
+        for which in which_models if r % 2 == 0 else which_models[::-1]:
             times[which].append(timed(pair, which, tokens))
     log(
         f"    timed ({repeats} each, ms): ours {' '.join(f'{t * 1e3:.0f}' for t in times['ours'])}; "
         f"HF {' '.join(f'{t * 1e3:.0f}' for t in times['hf'])}"
     )
     if args.isolate_memory:
-        for which in ("ours", "hf"):
+        for which in which_models:
             iso = isolated_peak(which, length, pair.chunk, args.threads)
             rss[which] = iso["rss_bytes"]
             log(
@@ -283,6 +295,12 @@ def run_row(pair: Pair, length: int, args, check_grads: bool, log):
     )
 
 
+def attention_kernel():
+    from mega_fairseq.modules import attention_kernel
+
+    return attention_kernel
+
+
 def isolated_peak(which: str, length: int, chunk: int, threads: int) -> dict:
     cmd = [
         sys.executable,
@@ -295,6 +313,9 @@ def isolated_peak(which: str, length: int, chunk: int, threads: int) -> dict:
         str(chunk),
         "--threads",
         str(threads),
+        "--batch",
+        str(BATCH),
+        *(["--explicit-attention"] if not attention_kernel().FUSED_ATTENTION else []),
     ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -351,6 +372,13 @@ def parse_args(argv=None):
     )
     p.add_argument("--profile-top", type=int, default=15)
     p.add_argument("--json", type=str, default=None, help="also write the rows to this JSON file")
+    p.add_argument("--batch", type=int, default=BATCH, help=f"sequences per step (default {BATCH})")
+    p.add_argument(
+        "--explicit-attention",
+        action="store_true",
+        help="ours without the fused scaled_dot_product_attention route (the (L, L) scores, as before it)",
+    )
+    p.add_argument("--hf-max-length", type=int, default=1 << 30, help="run HF only at lengths up to this")
     p.add_argument("--_memory-worker", dest="_memory_worker", choices=["ours", "hf"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -365,6 +393,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    set_batch(args.batch)
+    attention_kernel().FUSED_ATTENTION = not args.explicit_attention
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args._memory_worker:
@@ -388,6 +418,14 @@ def main(argv=None):
     log(
         f"model: {NUM_LAYERS} layers, {MODEL_SIZES}, batch {BATCH}, vocab {VOCAB}; bidirectional, softmax, rotary, "
         "scalenorm, prenorm, dropout 0, train(); step = forward + backward of hidden.pow(2).mean()"
+    )
+    log(
+        "ours: "
+        + (
+            "explicit attention ((L, L) scores and weights)"
+            if args.explicit_attention
+            else "fused attention (scaled_dot_product_attention, rotary bias folded into q/k)"
+        )
     )
     started = time.perf_counter()
     rows = []

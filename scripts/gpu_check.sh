@@ -4,7 +4,13 @@
 #   2. synthetic tokens (scripts/gpu_train_bench.py data);
 #   3. fairseq-train of a ~100M-parameter mega_lm (tokens-per-sample 2048, chunk 512) and a
 #      transformer_lm of about the same size, each in fp16 and in bf16, UPDATES updates;
-#   4. a table of tokens/s, peak GPU memory and final training loss for the four runs.
+#   4. the mega_lm run again in bf16 with --checkpoint-activations, and with --ddp-backend fully_sharded
+#      (fairseq's FairScale FSDP, each Mega layer its own FSDP unit) plus --checkpoint-activations;
+#   5. a table of tokens/s, peak GPU memory and final training loss for the runs;
+#   6. a fully_sharded checkpoint (mega_lm_tiny with transformers' structure, 20 updates) that must load with
+#      --restore-file in a plain (pytorch_ddp) run and export with mega-export-hf.
+#   In the CPU dry run the fully_sharded steps only check that fairseq-train refuses them by flag (FairScale's
+#   FSDP needs CUDA); the checkpointing run runs.
 #
 #   bash scripts/gpu_check.sh                    # needs a CUDA build of torch in the active env (or .venv)
 #   GPU_CHECK_CPU=1 bash scripts/gpu_check.sh    # dry run on the CPU: tiny models, a few updates (plumbing only)
@@ -84,11 +90,42 @@ run mega_lm_fp16 --fp16 "${MEGA_ARCH[@]}" --decoder-chunk-size "$CHUNK"
 run mega_lm_bf16 --bf16 "${MEGA_ARCH[@]}" --decoder-chunk-size "$CHUNK"
 run transformer_lm_fp16 --fp16 "${TRANSFORMER_ARCH[@]}"
 run transformer_lm_bf16 --bf16 "${TRANSFORMER_ARCH[@]}"
+run mega_lm_bf16_ckpt --bf16 "${MEGA_ARCH[@]}" --decoder-chunk-size "$CHUNK" --checkpoint-activations
+SHARDED_RC=0
+if [ "$CPU_DRY_RUN" = "1" ]; then
+    echo "== 4. fully_sharded on CPU: must be refused by flag"
+    python -m fairseq_cli.train "${COMMON[@]}" --ddp-backend fully_sharded "${MEGA_ARCH[@]}" \
+        > "$OUT/fsdp_refused.log" 2>&1
+    if grep -q -- "--ddp-backend fully_sharded needs CUDA" "$OUT/fsdp_refused.log"; then
+        echo "   refused as expected"
+    else
+        echo "   NOT refused by flag; last lines:"; tail -5 "$OUT/fsdp_refused.log"; SHARDED_RC=1
+    fi
+else
+    run mega_lm_fp16_fsdp_ckpt --fp16 "${MEGA_ARCH[@]}" --decoder-chunk-size "$CHUNK" --ddp-backend fully_sharded \
+        --checkpoint-activations
+fi
 
 echo
-echo "== 4. results (tokens-per-sample $TOKENS, batch $BATCH sequences, up to $UPDATES updates; tokens/s after $WARMUP warm-up updates)"
+echo "== 5. results (tokens-per-sample $TOKENS, batch $BATCH sequences, up to $UPDATES updates; tokens/s after $WARMUP warm-up updates)"
 python scripts/gpu_train_bench.py table "$RESULTS" --expect "${RUNS[@]}"
-echo "unit tests: $([ $TESTS_RC -eq 0 ] && echo passed || echo "FAILED (exit $TESTS_RC)"); total $(( SECONDS - START )) s"
-FAILED=$(( TESTS_RC != 0 ))
+
+if [ "$CPU_DRY_RUN" != "1" ]; then
+    echo "== 6. fully_sharded checkpoint -> --restore-file (pytorch_ddp) and mega-export-hf"
+    SMALL=("$OUT/data" --task language_modeling --user-dir user_dir --tokens-per-sample 256 --sample-break-mode none
+        --batch-size 4 --optimizer adam --lr 1e-3 --disable-validation --num-workers 0 --log-format simple
+        --arch mega_lm_tiny --no-scale-embedding --no-final-norm --decoder-chunk-size 64 --seed 1)
+    python -m fairseq_cli.train "${SMALL[@]}" --max-update 20 --ddp-backend fully_sharded --checkpoint-activations \
+        --save-dir "$OUT/fsdp_ckpt" > "$OUT/fsdp_ckpt.log" 2>&1 || SHARDED_RC=1
+    python -m fairseq_cli.train "${SMALL[@]}" --max-update 22 --restore-file "$OUT/fsdp_ckpt/checkpoint_last.pt" \
+        --save-dir "$OUT/fsdp_restored" > "$OUT/fsdp_restored.log" 2>&1 || SHARDED_RC=1
+    grep -q "@ 20 updates" "$OUT/fsdp_restored.log" || SHARDED_RC=1
+    python -m mega_fairseq.convert.hf_export "$OUT/fsdp_ckpt/checkpoint_last.pt" "$OUT/fsdp_hf" --data "$OUT/data" > "$OUT/fsdp_export.log" 2>&1 \
+        || SHARDED_RC=1
+    if [ $SHARDED_RC -eq 0 ]; then echo "   saved, restored and exported"; else
+        echo "   FAILED; see $OUT/fsdp_ckpt.log, fsdp_restored.log, fsdp_export.log"; tail -5 "$OUT"/fsdp_*.log; fi
+fi
+echo "unit tests: $([ $TESTS_RC -eq 0 ] && echo passed || echo "FAILED (exit $TESTS_RC)"); sharded: $([ $SHARDED_RC -eq 0 ] && echo ok || echo FAILED); total $(( SECONDS - START )) s"
+FAILED=$(( TESTS_RC != 0 || SHARDED_RC != 0 ))
 for name in "${RUNS[@]}"; do grep -q "\"name\": \"$name\"" "$RESULTS" 2>/dev/null || FAILED=1; done
 exit $FAILED

@@ -21,8 +21,8 @@ from fairseq.models import FairseqIncrementalDecoder
 from fairseq.modules import AdaptiveSoftmax
 from torch import Tensor, nn
 
-from ..modules import MegaLayerConfig, MegaStack
-from .encoder import build_embedding
+from ..modules import MegaLayerConfig
+from .encoder import build_embedding, build_stack
 
 
 class MegaDecoder(FairseqIncrementalDecoder):
@@ -47,21 +47,28 @@ class MegaDecoder(FairseqIncrementalDecoder):
         adaptive_softmax_factor: float = 4.0,
         tie_adaptive_weights: bool = False,
         tie_adaptive_proj: bool = False,
+        checkpoint_activations: bool = False,
+        offload_activations: bool = False,
+        min_params_to_wrap: Optional[int] = None,
     ):
         """layer_cfg: causal layers of width D (cross_attention=True for an encoder-decoder model; its max_positions
         is the simple bias's span); embed_tokens: (B, T) -> (B, T, D), default a new `build_embedding`;
         max_positions: the longest target (`max_target_positions`); embeddings are dropped out with
         layer_cfg.dropout.  With `adaptive_softmax_cutoff` the output is an `AdaptiveSoftmax` (tied to adaptive
         input embeddings with `tie_adaptive_weights`), else a D x V projection, tied to the embeddings with
-        `share_input_output_embed`."""
+        `share_input_output_embed`.  Checkpointing and FSDP wrapping: `encoder.build_stack`
+        (`options.scale_options`)."""
         super().__init__(dictionary)
         self.max_target_positions = max_positions
         if embed_tokens is None:
             embed_tokens = build_embedding(len(dictionary), layer_cfg.embed_dim, dictionary.pad())
-        self.stack = MegaStack(
+        self.stack = build_stack(
             layer_cfg,
             num_layers,
             embed_tokens,
+            checkpoint_activations=checkpoint_activations,
+            offload_activations=offload_activations,
+            min_params_to_wrap=min_params_to_wrap,
             scale_embedding=scale_embedding,
             normalize_embedding=normalize_embedding,
             final_norm=final_norm,

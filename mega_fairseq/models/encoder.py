@@ -14,6 +14,7 @@ Output follows fairseq's encoder contract (time-first tensors in lists), so fair
 from typing import Dict, List, Optional
 
 import torch
+from fairseq.distributed.fully_sharded_data_parallel import fsdp_wrap
 from fairseq.models import FairseqEncoder
 from torch import Tensor, nn
 
@@ -26,6 +27,49 @@ def build_embedding(num_embeddings: int, dim: int, padding_idx: int) -> nn.Embed
     nn.init.normal_(embedding.weight, mean=0.0, std=dim**-0.5)
     nn.init.zeros_(embedding.weight[padding_idx])
     return embedding
+
+
+def check_fsdp_device() -> None:
+    """Under ``--ddp-backend fully_sharded`` (fairseq builds the model inside FairScale's `enable_wrap`) without
+    CUDA: a `ValueError` naming the flag, instead of FairScale's "Torch not compiled with CUDA enabled"."""
+    try:
+        from fairscale.nn.wrap.auto_wrap import ConfigAutoWrap
+    except ImportError:  # fairseq's fsdp_wrap is a no-op then
+        return
+    if ConfigAutoWrap.in_autowrap_context and not torch.cuda.is_available():
+        raise ValueError(
+            "--ddp-backend fully_sharded needs CUDA: FairScale's FullyShardedDataParallel (fairseq's sharding engine; "
+            "FairScale 0.3.9 to 0.4.13) runs its all-gather and reduce-scatter on CUDA streams. On CPU "
+            "shard the optimizer state instead with --zero-sharding os (default --ddp-backend), or train on a GPU."
+        )
+
+
+def build_stack(
+    layer_cfg: MegaLayerConfig,
+    num_layers: int,
+    embed_tokens: nn.Module,
+    *,
+    checkpoint_activations: bool = False,
+    offload_activations: bool = False,
+    min_params_to_wrap: Optional[int] = None,
+    **stack_options,
+) -> MegaStack:
+    """A `MegaStack` whose layers checkpoint their activations if asked and are each wrapped by fairseq's
+    `fsdp_wrap` (its own FSDP unit under ``--ddp-backend fully_sharded``, unchanged otherwise): layers of at least
+    `min_params_to_wrap` parameters, every layer when checkpointing (as fairseq's transformer does)."""
+    stack = MegaStack(
+        layer_cfg,
+        num_layers,
+        embed_tokens,
+        checkpoint_activations=checkpoint_activations,
+        offload_activations=offload_activations,
+        **stack_options,
+    )
+    if checkpoint_activations or offload_activations:
+        min_params_to_wrap = 0
+    check_fsdp_device()
+    stack.layers = nn.ModuleList([fsdp_wrap(layer, min_num_params=min_params_to_wrap) for layer in stack.layers])
+    return stack
 
 
 def right_align_order(padding_mask: Tensor) -> Optional[Tensor]:
@@ -51,18 +95,24 @@ class MegaEncoder(FairseqEncoder):
         normalize_embedding: bool = False,
         final_norm: bool = False,
         final_norm_affine: bool = True,
+        checkpoint_activations: bool = False,
+        offload_activations: bool = False,
+        min_params_to_wrap: Optional[int] = None,
     ):
         """layer_cfg: bidirectional layers of width D; embed_tokens: (B, T) -> (B, T, D), default a new
         `build_embedding`; max_positions: the longest input (`max_source_positions`); embeddings are dropped out
-        with layer_cfg.dropout."""
+        with layer_cfg.dropout; checkpointing and FSDP wrapping: `build_stack` (`options.scale_options`)."""
         super().__init__(dictionary)
         self.max_source_positions = max_positions
         if embed_tokens is None:
             embed_tokens = build_embedding(len(dictionary), layer_cfg.embed_dim, dictionary.pad())
-        self.stack = MegaStack(
+        self.stack = build_stack(
             layer_cfg,
             num_layers,
             embed_tokens,
+            checkpoint_activations=checkpoint_activations,
+            offload_activations=offload_activations,
+            min_params_to_wrap=min_params_to_wrap,
             type_vocab_size=type_vocab_size,
             scale_embedding=scale_embedding,
             normalize_embedding=normalize_embedding,

@@ -31,6 +31,7 @@ from fairseq.utils import safe_getattr
 from torch import Tensor, nn
 
 from ..modules.relative_position import recenter_simple_bias
+from . import options
 from .dictionary_fingerprint import DictionaryFingerprintMixin
 from .encoder import MegaEncoder
 from .heads import POOLER_ACTIVATIONS, MaskedLMHead, head_kind, head_spec, head_spec_from_state_dict
@@ -153,6 +154,7 @@ class MegaEncoderModel(DictionaryFingerprintMixin, FairseqEncoderModel):
             scale_embedding=cfg.scale_embedding,
             normalize_embedding=cfg.normalize_embedding,
             final_norm=cfg.final_norm,
+            **options.scale_options(cfg),
         )
         return cls(cfg, encoder, multiple_choice_heads=isinstance(task, SentenceRankingTask))
 

@@ -29,6 +29,7 @@ from .options import (
     layer_config,
     model_config,
     resolve_model_config,
+    scale_options,
     set_defaults,
 )
 from .pairing import check_task
@@ -93,6 +94,7 @@ class MegaLanguageModel(DictionaryFingerprintMixin, FairseqLanguageModel):
                 embed_tokens,
                 max_positions=positions,
                 **decoder_structure(cfg),
+                **scale_options(cfg),
             )
         )
 

@@ -28,7 +28,15 @@ from torch import Tensor, nn
 from ..modules.activations import ACTIVATION_FNS
 from .dictionary_fingerprint import DictionaryFingerprintMixin
 from .encoder import MegaEncoder
-from .options import MegaEncoderSizes, MegaLayerOptions, layer_config, model_config, resolve_model_config, set_defaults
+from .options import (
+    MegaEncoderSizes,
+    MegaLayerOptions,
+    layer_config,
+    model_config,
+    resolve_model_config,
+    scale_options,
+    set_defaults,
+)
 from .pairing import check_task
 
 CLS_SYMBOL = "<CLS>"
@@ -190,6 +198,7 @@ class LRAModel(DictionaryFingerprintMixin, BaseFairseqModel):
                 max_positions=cfg.max_positions,
                 normalize_embedding=cfg.normalize_embedding,
                 final_norm=cfg.normalize_before,
+                **scale_options(cfg),
             )
         return cls(cfg, encoder, pixel_input, paired, cls_index)
 

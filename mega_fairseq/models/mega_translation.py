@@ -36,6 +36,7 @@ from .options import (
     layer_config,
     model_config,
     resolve_model_config,
+    scale_options,
     set_defaults,
 )
 from .pairing import check_task
@@ -131,6 +132,7 @@ class MegaTranslationModel(DictionaryFingerprintMixin, FairseqEncoderDecoderMode
                 name: structure[name]
                 for name in ("scale_embedding", "normalize_embedding", "final_norm", "final_norm_affine")
             },
+            **scale_options(cfg),
         )
         # as in the original, the decoder's simple bias spans max(source, target) positions: cross-attention
         # relates target position i to source position j
@@ -144,6 +146,7 @@ class MegaTranslationModel(DictionaryFingerprintMixin, FairseqEncoderDecoderMode
             decoder_embed,
             max_positions=target_positions,
             **structure,
+            **scale_options(cfg),
         )
         return cls(cfg, encoder, decoder)
 

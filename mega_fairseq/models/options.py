@@ -32,6 +32,8 @@ from ..modules.config import (
     MegaLayerConfig,
 )
 
+DEFAULT_MIN_PARAMS_TO_WRAP = int(1e8)  # fairseq's transformer default (transformer_config.DEFAULT_MIN_PARAMS_TO_WRAP)
+
 
 @dataclass
 class MegaLayerOptions(FairseqDataclass):
@@ -62,6 +64,28 @@ class MegaLayerOptions(FairseqDataclass):
     activation_dropout: float = field(default=0.0, metadata={"help": "dropout inside the normalized FFN"})
     feature_dropout: bool = field(default=False, metadata={"help": "drop whole features instead of single elements"})
     no_nffn: bool = field(default=False, metadata={"help": "leave out the normalized feed-forward network"})
+    # scale: fairseq's transformer names and meanings (see scale_options)
+    checkpoint_activations: bool = field(
+        default=False,
+        metadata={
+            "help": "checkpoint activations at each Mega layer: keep only layer inputs, recompute in backward "
+            "(less memory, about one more forward of compute)"
+        },
+    )
+    offload_activations: bool = field(
+        default=False,
+        metadata={
+            "help": "checkpoint activations and keep the saved layer inputs in CPU memory (GPU training); "
+            "sets --checkpoint-activations"
+        },
+    )
+    min_params_to_wrap: int = field(
+        default=DEFAULT_MIN_PARAMS_TO_WRAP,
+        metadata={
+            "help": "with --ddp-backend fully_sharded, a Mega layer with at least this many parameters is its own "
+            "FSDP unit (every layer when checkpointing)"
+        },
+    )
 
 
 # The size options of one side are `{side}_{name}` for these names; defaults: the original fork's base sizes
@@ -141,6 +165,17 @@ def decoder_structure(cfg) -> Dict[str, object]:
         adaptive_softmax_factor=cfg.adaptive_softmax_factor,
         tie_adaptive_weights=cfg.tie_adaptive_weights,
         tie_adaptive_proj=cfg.tie_adaptive_proj,
+    )
+
+
+def scale_options(cfg) -> Dict[str, object]:
+    """`MegaEncoder` / `MegaDecoder` keyword arguments of a config holding `MegaLayerOptions`: activation
+    checkpointing (`--checkpoint-activations`, `--offload-activations`) and FSDP wrapping (`--min-params-to-wrap`);
+    configs saved before these options existed read as off."""
+    return dict(
+        checkpoint_activations=bool(getattr(cfg, "checkpoint_activations", False)),
+        offload_activations=bool(getattr(cfg, "offload_activations", False)),
+        min_params_to_wrap=getattr(cfg, "min_params_to_wrap", DEFAULT_MIN_PARAMS_TO_WRAP),
     )
 
 

@@ -3,6 +3,18 @@
 Tensors are (batch, blocks, length, width): `blocks` is the number of Mega-chunks (1 when
 unchunked).  Query i sits at block-local position q_start + i; keys sit at 0..k_len-1.
 Masks use fairseq's convention: key_padding_mask is True at padding.
+
+Two exact routes compute the same function (`attend` picks one):
+
+- the explicit one materialises the (Lq, Lk) scores and weights of every (batch, block): baddbmm + softmax;
+- the fused one (softmax attention with the rotary bias, no attention dropout, causality aligned at q_start=0)
+  calls `torch.nn.functional.scaled_dot_product_attention`, whose flash kernels (CPU and GPU) never hold an
+  (Lq, Lk) matrix.  The rotary bias is rank z in positions, bias[i, j] = a_i . b_j, so it folds into the
+  queries and keys by concatenation:  q' = [q, sqrt(z) a_i (, 1)],  k' = [k, b_j (, -BIG at padding)],
+  scale 1/sqrt(z):  q' k'^T / sqrt(z) = q k^T / sqrt(z) + a_i . b_j  (- BIG/sqrt(z) at padding, whose
+  weight underflows to exactly 0).  Flash kernels need the value width to equal the query/key width W,
+  so the value width H is cut into ceil(H / W) groups of width W (zero-padded) sharing q' and k'.
+  Causality goes through the kernel's `is_causal`; rows that may read no key are set to zero afterwards.
 """
 
 import math
@@ -28,6 +40,9 @@ def relu2(x: Tensor) -> Tensor:
 ELEMENT_ACTIVATIONS = {"laplace": laplace, "relu2": relu2}
 # the vocabulary of `MegaLayerConfig.attention_activation` (`--attention-activation-fn`): softmax or an element-wise one
 ATTENTION_ACTIVATIONS = ("softmax", *ELEMENT_ACTIVATIONS)
+
+# `attend` takes the fused route where it is exact; False forces the explicit one (benchmarks, tests)
+FUSED_ATTENTION = True
 
 
 def visibility(
@@ -65,6 +80,8 @@ def attend(
     and the (Lq, Lk) bias are fused into one batched GEMM (baddbmm), so no separate
     (B, n, Lq, Lk) pass is spent on them.
     """
+    if FUSED_ATTENTION and fused_route_applies(activation, rel_pos_bias, q_start, causal, key.size(-2), dropout_p):
+        return fused_softmax_attention(query, key, value, rel_pos_bias, q_start, causal, key_padding_mask)
     act = None
     if activation != "softmax":
         act = ELEMENT_ACTIVATIONS.get(activation)
@@ -106,3 +123,59 @@ def attend(
     if dropout_p > 0.0:
         weights = F.dropout(weights, dropout_p, training=True)
     return torch.matmul(weights, value)
+
+
+def fused_route_applies(
+    activation: str, rel_pos_bias, q_start: int, causal: bool, k_len: int, dropout_p: float
+) -> bool:
+    """Whether `fused_softmax_attention` computes exactly what the explicit route does for these arguments:
+    softmax, a bias of rank z (`query_key_factors`, the rotary one), no attention dropout (the fused kernels
+    draw their own masks) and, when causality masks anything, queries starting at key 0 (`is_causal` aligns
+    query i with key i)."""
+    if activation != "softmax" or dropout_p > 0.0 or not hasattr(rel_pos_bias, "query_key_factors"):
+        return False
+    return not (causal and q_start < k_len - 1 and q_start != 0)
+
+
+def fused_softmax_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    rel_pos_bias,
+    q_start: int = 0,
+    causal: bool = False,
+    key_padding_mask: Optional[Tensor] = None,
+) -> Tensor:
+    """softmax(q k^T / sqrt(z) + a_i . b_j) v with masks, through `scaled_dot_product_attention`, no (Lq, Lk)
+    tensor: query (B, n, Lq, z), key (B, n, Lk, z), value (B, n, Lk, H), key_padding_mask (B, n, Lk) -> (B, n, Lq, H).
+    See the module docstring for the folding; `fused_route_applies` says when it is exact."""
+    lead, q_len, k_len, z_dim = query.shape[:-2], query.size(-2), key.size(-2), query.size(-1)
+    if key_padding_mask is not None and not bool(key_padding_mask.any()):
+        key_padding_mask = None
+    is_causal = causal and q_start < k_len - 1  # fused_route_applies: then q_start == 0
+    query_factor, key_factor = rel_pos_bias.query_key_factors(k_len, q_start, q_len)
+    q_parts = [query, (query_factor * z_dim**0.5).to(query.dtype).expand(*lead, q_len, z_dim)]
+    k_parts = [key, key_factor.to(key.dtype).expand(*lead, k_len, z_dim)]
+    if key_padding_mask is not None:  # one more column: 1 . (-BIG) at padded keys, 1 . 0 elsewhere
+        big = min(1e6, torch.finfo(key.dtype).max / 4)
+        q_parts.append(query.new_ones(*lead, q_len, 1))
+        k_parts.append(key_padding_mask.unsqueeze(-1).to(key.dtype) * -big)
+    fused_q, fused_k = torch.cat(q_parts, dim=-1), torch.cat(k_parts, dim=-1)
+    width, h_dim = fused_q.size(-1), value.size(-1)
+    groups = -(-h_dim // width)
+    if groups * width != h_dim:
+        value = F.pad(value, (0, groups * width - h_dim))
+    # (*lead, L, groups*W) -> (*lead, groups, L, W) -> (prod(lead)*groups, 1, L, W)
+    value = value.reshape(-1, k_len, groups, width).transpose(1, 2).reshape(-1, 1, k_len, width)
+    fused_q = fused_q.reshape(-1, 1, q_len, width).expand(-1, groups, q_len, width).reshape(-1, 1, q_len, width)
+    fused_k = fused_k.reshape(-1, 1, k_len, width).expand(-1, groups, k_len, width).reshape(-1, 1, k_len, width)
+    out = F.scaled_dot_product_attention(fused_q, fused_k, value, is_causal=is_causal, scale=z_dim**-0.5)
+    out = out.reshape(-1, groups, q_len, width).transpose(1, 2).reshape(*lead, q_len, groups * width)[..., :h_dim]
+    if key_padding_mask is not None:  # rows that may read no key give zeros, as in the explicit route
+        visible = ~key_padding_mask
+        if is_causal:  # row i reads keys 0..i
+            readable = visible.cumsum(-1)[..., :q_len].gt(0).unsqueeze(-1)
+        else:
+            readable = visible.any(-1, keepdim=True).unsqueeze(-1)
+        out = out.masked_fill(~readable, 0.0)
+    return out

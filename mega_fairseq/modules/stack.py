@@ -3,6 +3,8 @@
 The HF-compatible structure is: word embeddings (+ token-type embeddings) -> layers, with no
 embedding scale, embedding norm or final norm.  The original fork's LM recipes add an
 embedding scale (sqrt(D)) and a final norm; both are options here.
+`checkpoint_activations` / `offload_activations` switch on per-layer activation checkpointing in
+training (see `layer.MegaLayer`).
 """
 
 import math
@@ -31,6 +33,8 @@ class MegaStack(nn.Module):
         final_norm: bool = False,
         final_norm_affine: bool = True,
         embedding_dropout: float = 0.0,
+        checkpoint_activations: bool = False,
+        offload_activations: bool = False,
     ):
         super().__init__()
         if num_layers <= 0:
@@ -50,7 +54,9 @@ class MegaStack(nn.Module):
             else None
         )
         self.embedding_dropout = MegaDropout(embedding_dropout, cfg.feature_dropout)
-        self.layers = nn.ModuleList([MegaLayer(cfg) for _ in range(num_layers)])
+        self.layers = nn.ModuleList(
+            [MegaLayer(cfg, checkpoint_activations, offload_activations) for _ in range(num_layers)]
+        )
         self.final_norm = (
             build_norm(cfg.normalization_type, cfg.embed_dim, cfg.norm_eps, final_norm_affine) if final_norm else None
         )
