@@ -26,7 +26,7 @@ def explicit_then_fused():
         return results
 
     yield both
-    attention_kernel.FUSED_ATTENTION = True
+    attention_kernel.FUSED_ATTENTION = "auto"
 
 
 def run_attend(dtype, causal, padded, q_len, k_len, q_start, h_dim, z_dim=8, seed=0):
@@ -76,8 +76,9 @@ def test_route_choice():
     assert not applies("laplace", rotary, 0, False, 10, 0.0)
 
 
-def test_fused_route_holds_no_length_squared_tensor():
+def test_fused_route_holds_no_length_squared_tensor(monkeypatch):
     """At L = 1024 the explicit route allocates (L, L) scores; the fused one runs the flash kernel instead."""
+    monkeypatch.setattr(attention_kernel, "FUSED_ATTENTION", True)  # "auto" takes it on the CPU from 4096 keys
     length, z_dim = 1024, 16
     q, k = torch.randn(1, 1, length, z_dim), torch.randn(1, 1, length, z_dim)
     v = torch.randn(1, 1, length, 32, requires_grad=True)
@@ -112,3 +113,16 @@ def test_stack_gradients_equal(explicit_then_fused, causal, chunk):
     assert len(explicit) == len(fused)
     for a, b in zip(explicit, fused):
         assert (a - b).abs().max().item() <= 1e-6 * max(a.abs().max().item(), 1.0)
+
+
+def test_auto_takes_the_fused_route_on_cpu_only_for_long_keys(monkeypatch):
+    """ "auto" (the default): explicit below FUSED_MIN_KEYS_CPU keys on the CPU (faster there), fused from it on."""
+    assert attention_kernel.FUSED_ATTENTION == "auto"
+    calls = []
+    monkeypatch.setattr(attention_kernel, "fused_softmax_attention", lambda *a, **k: calls.append(a) or a[0])
+    bias = RotaryRelativePositionalBias(8)
+    for k_len in (16, attention_kernel.FUSED_MIN_KEYS_CPU):
+        q = torch.zeros(1, 1, 2, 8)
+        k, v = torch.zeros(1, 1, k_len, 8), torch.zeros(1, 1, k_len, 8)
+        attention_kernel.attend(q, k, v, activation="softmax", rel_pos_bias=bias)
+    assert len(calls) == 1 and calls[0][1].size(-2) == attention_kernel.FUSED_MIN_KEYS_CPU

@@ -41,8 +41,18 @@ ELEMENT_ACTIVATIONS = {"laplace": laplace, "relu2": relu2}
 # the vocabulary of `MegaLayerConfig.attention_activation` (`--attention-activation-fn`): softmax or an element-wise one
 ATTENTION_ACTIVATIONS = ("softmax", *ELEMENT_ACTIVATIONS)
 
-# `attend` takes the fused route where it is exact; False forces the explicit one (benchmarks, tests)
-FUSED_ATTENTION = True
+# `attend` takes the fused route where it is exact and pays: "auto" = on CUDA always, on the CPU when the
+# attended keys number at least FUSED_MIN_KEYS_CPU (there the L x L scores bound memory; below it the CPU flash
+# kernel's recomputation costs 10-40% more time than it saves: chunk 128-512 and L <= 2K measured); True forces the
+# fused route wherever it is exact, False the explicit one (tests, benchmarks)
+FUSED_ATTENTION = "auto"
+FUSED_MIN_KEYS_CPU = 4096
+
+
+def _fused_pays(query: Tensor, k_len: int) -> bool:
+    if FUSED_ATTENTION == "auto":
+        return query.device.type == "cuda" or k_len >= FUSED_MIN_KEYS_CPU
+    return bool(FUSED_ATTENTION)
 
 
 def visibility(
@@ -80,7 +90,9 @@ def attend(
     and the (Lq, Lk) bias are fused into one batched GEMM (baddbmm), so no separate
     (B, n, Lq, Lk) pass is spent on them.
     """
-    if FUSED_ATTENTION and fused_route_applies(activation, rel_pos_bias, q_start, causal, key.size(-2), dropout_p):
+    if _fused_pays(query, key.size(-2)) and fused_route_applies(
+        activation, rel_pos_bias, q_start, causal, key.size(-2), dropout_p
+    ):
         return fused_softmax_attention(query, key, value, rel_pos_bias, q_start, causal, key_padding_mask)
     act = None
     if activation != "softmax":
