@@ -49,7 +49,8 @@ setup(
         "demo": ["matplotlib"],  # the demo scripts' PNG of validation curves
         # fairseq's --ddp-backend fully_sharded and --zero-sharding os (FSDP needs CUDA; OSS also runs on CPU)
         "sharding": ["fairscale==0.4.13"],
-        "test": ["pytest", "ruff==0.17.6"] + HF_EXTRAS,
+        # the test extra holds every other extra, so that each feature's tests run (none skips for a missing package)
+        "test": ["pytest", "ruff==0.17.6", "tensorboard", "matplotlib", "fairscale==0.4.13"] + HF_EXTRAS,
     },
     entry_points={
         "console_scripts": [
