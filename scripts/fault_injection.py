@@ -16,8 +16,9 @@ rerun failed or ended at another update count). Exit status 1 if any run was los
 
 Export kills (`--export-runs`, default 10): `mega-export-hf` of a tiny `mega_lm_hf` checkpoint into a fresh
 directory, killed at a random time (even runs) or once its hidden staging directory exists (odd runs). OUT_DIR
-must then be absent, empty or a complete export (config.json, model.safetensors, dict.txt, README.md, each
-readable), and the same command again must finish the export (or, after a complete one, refuse to replace it).
+must then be absent, empty or a complete export (every file a clean export writes, model code included;
+config.json and model.safetensors readable), and the same command again must finish the export (or, after a
+complete one, refuse to replace it).
 Prints `exports: killed K / torn T`; a torn export counts as lost.
 
 Full-disk case: the same command with MEGA_FAIRSEQ_DISK_LIMIT_BYTES (mega_fairseq/reliability.py: writes
@@ -148,11 +149,9 @@ def run_killed(cmd, save: Path, rng: random.Random, clean_seconds: float, during
     return killed, killed and in_save
 
 
-EXPORT_FILES = {"README.md", "config.json", "dict.txt", "model.safetensors"}
-
-
-def export_state(out: Path) -> str:
-    """'absent' (no OUT_DIR or an empty one), 'complete' (every file there and readable) or 'torn: ...'."""
+def export_state(out: Path, expected: set) -> str:
+    """'absent' (no OUT_DIR or an empty one), 'complete' (every file of `expected`, the names a clean export
+    writes, there and config.json / model.safetensors readable) or 'torn: ...'."""
     import json
 
     from safetensors.torch import load_file
@@ -160,7 +159,7 @@ def export_state(out: Path) -> str:
     names = {p.name for p in out.iterdir()} if out.is_dir() else set()
     if not names:
         return "absent"
-    if names != EXPORT_FILES:
+    if names != expected:
         return f"torn: {sorted(names)}"
     try:
         json.loads((out / "config.json").read_text())
@@ -185,6 +184,7 @@ def export_kills(data, root: Path, runs: int, rng: random.Random) -> int:
     start = time.monotonic()
     subprocess.run(export_cmd(root / "export_clean"), env=env(), check=True, capture_output=True, timeout=600)
     clean_seconds = time.monotonic() - start
+    expected = {p.name for p in (root / "export_clean").iterdir()}  # config, weights, card, dict, model code
     killed = torn = 0
     for i in range(runs):
         out = root / f"export{i:03d}"
@@ -202,9 +202,9 @@ def export_kills(data, root: Path, runs: int, rng: random.Random) -> int:
                 proc.kill()
             proc.wait()
         killed += was_killed
-        after_kill = export_state(out)
+        after_kill = export_state(out, expected)
         rerun = subprocess.run(export_cmd(out), env=env(), capture_output=True, text=True, timeout=600, check=False)
-        final = export_state(out)
+        final = export_state(out, expected)
         ok = not after_kill.startswith("torn") and final == "complete"
         ok &= rerun.returncode == 0 if after_kill == "absent" else "would replace" in rerun.stderr
         torn += not ok
