@@ -13,35 +13,10 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from ..modules.config import HF_CONFIG_FIELDS as CONFIG_FIELDS
 from ..modules.config import MegaLayerConfig
 from ..modules.relative_position import recenter_simple_bias
 from .common import rename_key
-
-# (MegaLayerConfig field, MegaConfig field)
-CONFIG_FIELDS = [
-    ("embed_dim", "hidden_size"),
-    ("z_dim", "shared_representation_size"),
-    ("hidden_dim", "intermediate_size"),
-    ("ffn_dim", "nffn_hidden_size"),
-    ("n_dim", "ema_projection_size"),
-    ("bidirectional", "bidirectional"),
-    ("truncation", "truncation"),
-    ("attention_activation", "attention_activation"),
-    ("rel_pos_bias", "relative_positional_bias"),
-    ("max_positions", "max_positions"),
-    ("normalization_type", "normalization_type"),
-    ("norm_affine", "norm_affine"),
-    ("normalize_before", "normalize_before_mega"),
-    ("use_nffn", "use_normalized_ffn"),
-    ("activation", "activation"),
-    ("dropout", "dropout_prob"),
-    ("hidden_dropout", "hidden_dropout_prob"),
-    ("attention_dropout", "attention_probs_dropout_prob"),
-    ("ffn_hidden_dropout", "nffn_activation_dropout_prob"),
-    ("feature_dropout", "use_feature_dropout"),
-    ("causal", "is_decoder"),
-    ("cross_attention", "add_cross_attention"),
-]
 
 # (our key pattern, HF key pattern); {i} is a layer index, {rest} any suffix.  First match wins.
 STATE_DICT_KEYS = [

@@ -37,6 +37,7 @@ from transformers.modeling_outputs import (
 )
 
 from .configuration_mega_fairseq import MegaFairseqConfig, MegaFairseqSeq2SeqConfig
+from .mega_config import HF_CONFIG_FIELDS as CONFIG_FIELDS
 from .mega_config import MegaLayerConfig
 from .mega_relative_position import RotaryRelativePositionalBias, SimpleRelativePositionalBias, recenter_simple_bias
 from .mega_stack import MegaStack
@@ -49,32 +50,6 @@ except ImportError:  # pragma: no cover
     GenerationMixin = object
 
 TRANSFORMERS_5 = int(transformers.__version__.split(".")[0]) >= 5
-
-# (MegaLayerConfig field, transformers MegaConfig field)
-CONFIG_FIELDS = [
-    ("embed_dim", "hidden_size"),
-    ("z_dim", "shared_representation_size"),
-    ("hidden_dim", "intermediate_size"),
-    ("ffn_dim", "nffn_hidden_size"),
-    ("n_dim", "ema_projection_size"),
-    ("bidirectional", "bidirectional"),
-    ("truncation", "truncation"),
-    ("attention_activation", "attention_activation"),
-    ("rel_pos_bias", "relative_positional_bias"),
-    ("max_positions", "max_positions"),
-    ("normalization_type", "normalization_type"),
-    ("norm_affine", "norm_affine"),
-    ("normalize_before", "normalize_before_mega"),
-    ("use_nffn", "use_normalized_ffn"),
-    ("activation", "activation"),
-    ("dropout", "dropout_prob"),
-    ("hidden_dropout", "hidden_dropout_prob"),
-    ("attention_dropout", "attention_probs_dropout_prob"),
-    ("ffn_hidden_dropout", "nffn_activation_dropout_prob"),
-    ("feature_dropout", "use_feature_dropout"),
-    ("causal", "is_decoder"),
-    ("cross_attention", "add_cross_attention"),
-]
 
 
 def layer_config(config: MegaFairseqConfig) -> MegaLayerConfig:
