@@ -74,14 +74,14 @@ def pipelines(ref) -> dict:
 def heads(ref) -> dict:
     """Encoder classes: {kind: max |difference|} of each export's outputs against fairseq's."""
     out = {}
-    tokens, types = ref["tokens"], ref["token_types"]
+    tokens, types, mask = ref["tokens"], ref["token_types"], ref["attention_mask"]
     for kind, (export_dir, auto_class, expected) in ref["heads"].items():
         model = getattr(transformers, auto_class).from_pretrained(export_dir, trust_remote_code=True).eval()
         with torch.no_grad():
             if kind == "mc":
-                got = model(tokens.unsqueeze(1), token_type_ids=types.unsqueeze(1)).logits
+                got = model(tokens.unsqueeze(1), mask.unsqueeze(1), token_type_ids=types.unsqueeze(1)).logits
             else:
-                result = model(tokens, token_type_ids=types)
+                result = model(tokens, mask, token_type_ids=types)
                 if kind == "qa":
                     got = torch.stack([result.start_logits, result.end_logits], dim=-1)
                 else:
@@ -126,28 +126,67 @@ def main(export_dir: str, reference: str):
             return
         logits = model(ref["tokens"]).logits
         out["max_diff"] = (logits - ref["logits"]).abs().max().item()
-        if "greedy" in ref:
-            prompt = ref["greedy"][:, : ref["prompt_len"]]
-            common = dict(attention_mask=torch.ones_like(prompt), eos_token_id=None, pad_token_id=1)
-            new = ref["greedy"].size(1) - prompt.size(1)
-            greedy = model.generate(prompt, max_new_tokens=new, do_sample=False, **common)
-            out["greedy_equal"] = torch.equal(greedy, ref["greedy"])
-            beam = model.generate(
-                prompt,
+        if "prompts" in ref:
+            causal(model, ref, out)
+    print(json.dumps(out))
+
+
+def same_as_fairseq(generated: list, fairseq: list, max_len: int, eos: int) -> bool:
+    """A transformers continuation (BOS dropped) equals fairseq's hypothesis: fairseq ends every hypothesis with
+    </s>, forcing it at max_len, where transformers stops at max_new_tokens without it."""
+    return generated == fairseq or (len(fairseq) == max_len + 1 and fairseq[-1] == eos and generated == fairseq[:-1])
+
+
+def causal(model, ref, out):
+    """Greedy and beam search per prompt vs fairseq's SequenceGenerator; sampling with top_k=1 vs greedy; and a
+    left-padded batch of all prompts vs each prompt alone (tokens and every step's logits)."""
+    eos, pad, max_len = 2, model.config.pad_token_id, ref["max_len"]
+    common = dict(eos_token_id=eos, pad_token_id=pad, do_sample=False, length_penalty=0.0, early_stopping=True)
+    out["greedy_equal"], out["beam_equal"], score_diffs = [], [], []
+    for i, prompt in enumerate(ref["prompts"]):
+        ids = torch.tensor([prompt])
+        new = max_len - (len(prompt) - 1)
+        for size, key in ((1, "greedy_equal"), (ref["beam"], "beam_equal")):
+            result = model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
                 max_new_tokens=new,
-                num_beams=3,
-                do_sample=False,
-                length_penalty=0.0,
+                num_beams=size,
                 output_scores=True,
                 return_dict_in_generate=True,
                 **common,
             )
-            full = torch.log_softmax(model(beam.sequences).logits.float(), -1)
-            picked = full[:, prompt.size(1) - 1 : -1].gather(-1, beam.sequences[:, prompt.size(1) :, None])
-            out["beam_score_diff"] = (picked.sum((1, 2)) - beam.sequences_scores).abs().max().item()
-            sample = model.generate(prompt, max_new_tokens=new, do_sample=True, top_k=5, **common)
-            out["sample_shape"] = list(sample.shape)
-    print(json.dumps(out))
+            generated = result.sequences[0, 1:].tolist()
+            fairseq = ref["hypotheses"][size][i]
+            out[key].append(same_as_fairseq(generated, fairseq["tokens"], max_len, eos))
+            if size > 1:  # transformers' score: the continuation's log-probabilities (fairseq's also count the prompt)
+                continuation = sum(fairseq["positional_scores"][len(prompt) - 1 : len(generated)])
+                score_diffs.append(abs(result.sequences_scores[0].item() - continuation))
+    out["beam_score_diff"] = max(score_diffs)
+    # a left-padded batch (transformers' convention for decoder-only generation)
+    width = max(len(p) for p in ref["prompts"])
+    batch = torch.tensor([[pad] * (width - len(p)) + p for p in ref["prompts"]])
+    mask = (torch.arange(width) >= width - torch.tensor([len(p) for p in ref["prompts"]])[:, None]).long()
+    new = 12
+    steps = dict(max_new_tokens=new, output_logits=True, return_dict_in_generate=True, **common)
+    out["left_padded_equal"], logit_diffs = [], []
+    for size in (1, ref["beam"]):
+        together = model.generate(batch, attention_mask=mask, num_beams=size, **steps)
+        for i, prompt in enumerate(ref["prompts"]):
+            ids = torch.tensor([prompt])
+            alone = model.generate(ids, attention_mask=torch.ones_like(ids), num_beams=size, **steps)
+            row = together.sequences[i, width - len(prompt) :]
+            same = torch.equal(row[: alone.sequences.size(1)], alone.sequences[0])
+            out["left_padded_equal"].append(same and bool((row[alone.sequences.size(1) :] == pad).all()))
+            if size == 1:  # every step's logits of row i
+                for step_together, step_alone in zip(together.logits, alone.logits):
+                    logit_diffs.append((step_together[i] - step_alone[0]).abs().max().item())
+    out["left_padded_logit_diff"] = max(logit_diffs)
+    greedy = model.generate(batch, attention_mask=mask, max_new_tokens=new, **common)
+    torch.manual_seed(0)
+    sample = model.generate(batch, attention_mask=mask, max_new_tokens=new, **{**common, "do_sample": True}, top_k=1)
+    out["sample_top1_equals_greedy"] = torch.equal(sample, greedy)
+    out["sample_shape"] = list(sample.shape)
 
 
 def seq2seq(model, ref, out):

@@ -26,25 +26,49 @@ def train(lm_data, save: Path, *extra):
     return save / "checkpoint_last.pt"
 
 
-def reference(checkpoint, data, path: Path, prompt_len: int = 5, new_tokens: int = 14) -> Path:
-    """fairseq's logits on a probe (length 13: not a multiple of the chunk 8) and its greedy continuation
-    (each step recomputed over the whole prefix: no incremental state involved)."""
+GENERATION_MAX_LEN = 28  # fairseq's max_len_b: prompt + continuation + </s> (forced at this length)
+PROMPT_LENGTHS = (5, 3, 17, 11, 1)  # around and across the chunk (8), with </s> prepended as fairseq's BOS
+
+
+def reference(checkpoint, data, path: Path, beam: int = 3) -> Path:
+    """fairseq's side of the comparison: logits on a probe (length 13: not a multiple of the chunk 8), and for
+    each prompt the hypotheses of fairseq's own SequenceGenerator (through the language_modeling task's
+    inference_step, i.e. as fairseq-interactive / the hub's sample() decode: </s> as BOS, the prompt forced,
+    fairseq's incremental state) with beam 1 (greedy) and `beam` (unnormalised scores: len_penalty 0)."""
+    from fairseq.sequence_generator import SequenceGenerator
+
     from mega_fairseq.convert.hf_export import load_fairseq_model
 
     model, task = load_fairseq_model(str(checkpoint), str(data))
+    dictionary = task.target_dictionary
     gen = torch.Generator().manual_seed(0)
-    tokens = torch.randint(4, len(task.dictionary), (2, 13), generator=gen)
+    tokens = torch.randint(4, len(dictionary), (2, 13), generator=gen)
+    prompts = [
+        [dictionary.eos()] + torch.randint(4, len(dictionary), (n,), generator=gen).tolist() for n in PROMPT_LENGTHS
+    ]
+    hypotheses = {}
     with torch.no_grad():
         logits = model(tokens)[0]
-        seq = tokens[:, :prompt_len]
-        for _ in range(new_tokens):
-            seq = torch.cat([seq, model(seq)[0][:, -1].argmax(-1, keepdim=True)], 1)
+        for size in (1, beam):
+            generator = SequenceGenerator(
+                [model], dictionary, beam_size=size, max_len_b=GENERATION_MAX_LEN, len_penalty=0.0
+            )
+            hypotheses[size] = []
+            for prompt in prompts:
+                src = torch.tensor([prompt])
+                sample = {"net_input": {"src_tokens": src, "src_lengths": torch.tensor([src.size(1)])}}
+                best = task.inference_step(generator, [model], sample)[0][0]
+                hypotheses[size].append(
+                    {"tokens": best["tokens"].tolist(), "positional_scores": best["positional_scores"].tolist()}
+                )
     torch.save(
         {
             "tokens": tokens,
             "logits": logits,
-            "greedy": seq,
-            "prompt_len": prompt_len,
+            "prompts": prompts,
+            "max_len": GENERATION_MAX_LEN,
+            "hypotheses": hypotheses,
+            "beam": beam,
             "auto_class": "AutoModelForCausalLM",
         },
         path,
@@ -65,10 +89,14 @@ def check(python: str, export_dir: Path, ref: Path) -> dict:
 
 
 def assert_matches(result: dict):
+    """generate() reproduces fairseq's SequenceGenerator token for token (greedy and beam), beam scores agree,
+    and a left-padded batch decodes every row as it decodes alone (same tokens, same logits at every step)."""
     assert result["max_diff"] <= 1e-5, result
-    assert result["greedy_equal"], result
-    assert result["beam_score_diff"] <= 1e-4, result  # beam search's cache reordering is exact
-    assert result["sample_shape"] == [2, 19], result
+    assert all(result["greedy_equal"]) and all(result["beam_equal"]), result
+    assert result["beam_score_diff"] <= 1e-4, result
+    assert result["sample_top1_equals_greedy"] and result["sample_shape"][0] == len(PROMPT_LENGTHS), result
+    assert all(result["left_padded_equal"]), result
+    assert result["left_padded_logit_diff"] <= 1e-5, result
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +148,34 @@ def test_model_code_matches_fairseq_and_generates_on_transformers_5(chunked_lm_e
     result = check(HF5_PYTHON, export_dir, ref)
     assert result["transformers"].startswith("5."), result
     assert_matches(result)
+
+
+GENERATION_CONFIGS = {  # the chunked softmax model is `chunked_lm_export`
+    "unchunked-laplace": ["--decoder-chunk-size", "-1", "--attention-activation-fn", "laplace"],
+    "chunked-relu2-simple-bias": ["--attention-activation-fn", "relu2", "--rel-pos-bias", "simple"],
+    "chunked-truncated-ema": ["--truncation-length", "6"],  # model code only (transformers' Mega ignores it)
+}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "unchunked-laplace",
+        pytest.param("chunked-relu2-simple-bias", marks=pytest.mark.slow),
+        pytest.param("chunked-truncated-ema", marks=pytest.mark.slow),
+    ],
+)
+def test_generate_reproduces_fairseq_for_other_configurations(lm_data, tmp_path, name):
+    """generate() == fairseq's SequenceGenerator (greedy, beam), left-padded batches == rows alone, on every
+    transformers env available, for an unchunked laplace model (default run), relu2 with the simple bias and a
+    truncated EMA (slow)."""
+    from mega_fairseq.convert.hf_export import export
+
+    checkpoint = train(lm_data, tmp_path / "ckpt", *GENERATION_CONFIGS[name])
+    export(str(checkpoint), str(tmp_path / "hf"), data=str(lm_data))
+    ref = reference(checkpoint, lm_data, tmp_path / "ref.pt")
+    for python in [sys.executable] + ([HF5_PYTHON] if Path(HF5_PYTHON).exists() else []):
+        assert_matches(check(python, tmp_path / "hf", ref))
 
 
 @pytest.mark.slow  # ~40 s: trains its own model
@@ -217,7 +273,8 @@ def test_translation_model_code_generates_like_fairseq(tmp_path):
 def test_every_encoder_class_loads_through_model_code_and_matches_fairseq(checkpoint_with_heads, tmp_path):  # noqa: F811
     """Base model (+pooler), masked LM, sequence classification and regression, multiple choice, token
     classification and QA: each export loads with its Auto class and trust_remote_code=True on every
-    transformers env available and matches fairseq (sentence pairs of 19 tokens: not a multiple of the chunk 8)."""
+    transformers env available and matches fairseq (sentence pairs of 19 tokens: not a multiple of the chunk 8; one
+    row left-padded)."""
     from test_hf_heads import AUTO_CLASSES
 
     from mega_fairseq.convert.hf_export import export, load_fairseq_model
@@ -227,13 +284,18 @@ def test_every_encoder_class_loads_through_model_code_and_matches_fairseq(checkp
     tokens = torch.randint(4, len(task.source_dictionary), (3, 19), generator=torch.Generator().manual_seed(1))
     tokens[:, 0], tokens[:, 9] = 0, 2
     types = (torch.arange(19) > 9).long().expand(3, 19).contiguous()
+    tokens[2, :5] = task.source_dictionary.pad()  # a left-padded row (fairseq's encoder realigns it; so must HF)
+    mask = tokens.ne(task.source_dictionary.pad()).long()
     heads = {}
     for kind, auto_class in AUTO_CLASSES.items():
         export(str(checkpoint), str(tmp_path / kind), data=str(data), head=kind)
         with torch.no_grad():
             expected = model(tokens)[0] if kind == "masked_lm" else model(tokens, classification_head_name=kind)[0]
         heads[kind] = (str(tmp_path / kind), auto_class, expected)
-    torch.save({"tokens": tokens, "token_types": types, "heads": heads, "pipelines": True}, tmp_path / "ref.pt")
+    torch.save(
+        {"tokens": tokens, "token_types": types, "attention_mask": mask, "heads": heads, "pipelines": True},
+        tmp_path / "ref.pt",
+    )
     for python in [sys.executable] + ([HF5_PYTHON] if Path(HF5_PYTHON).exists() else []):
         result = check(python, tmp_path, tmp_path / "ref.pt")
         assert set(result["heads"]) == set(AUTO_CLASSES), result

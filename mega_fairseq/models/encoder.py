@@ -19,6 +19,7 @@ from fairseq.models import FairseqEncoder
 from torch import Tensor, nn
 
 from ..modules import MegaLayerConfig, MegaStack
+from ..modules.masking import right_align_order
 
 
 def build_embedding(num_embeddings: int, dim: int, padding_idx: int) -> nn.Embedding:
@@ -70,13 +71,6 @@ def build_stack(
     check_fsdp_device()
     stack.layers = nn.ModuleList([fsdp_wrap(layer, min_num_params=min_params_to_wrap) for layer in stack.layers])
     return stack
-
-
-def right_align_order(padding_mask: Tensor) -> Optional[Tensor]:
-    """(B, T) permutation moving each row's padding (True) after its tokens, order kept; None if already so."""
-    if padding_mask.size(1) < 2 or not bool((padding_mask[:, :-1] & ~padding_mask[:, 1:]).any()):
-        return None
-    return torch.sort(padding_mask.to(torch.uint8), dim=1, stable=True).indices
 
 
 class MegaEncoder(FairseqEncoder):

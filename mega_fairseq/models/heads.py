@@ -28,6 +28,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Type, Union
 import torch
 from torch import Tensor, nn
 
+from ..modules.masking import first_token
+
 POOLER_ACTIVATIONS = ("tanh", "relu", "gelu", "silu", "linear")
 
 
@@ -41,14 +43,6 @@ def _activation(name: str):
         "silu": nn.functional.silu,
         "linear": lambda x: x,
     }[name]
-
-
-def first_token(features: Tensor, padding_mask: Optional[Tensor]) -> Tensor:
-    """(B, T, D) -> (B, D): each sample's first non-padding position (position 0 without padding)."""
-    if padding_mask is None:
-        return features[:, 0]
-    first = (~padding_mask).long().argmax(dim=1)
-    return features[torch.arange(features.size(0), device=features.device), first]
 
 
 class MaskedLMHead(nn.Module):

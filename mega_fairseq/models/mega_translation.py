@@ -24,9 +24,10 @@ from fairseq.utils import safe_getattr
 from omegaconf import II
 from torch import Tensor
 
+from ..modules.masking import right_align_order
 from .decoder import MegaDecoder
 from .dictionary_fingerprint import DictionaryFingerprintMixin
-from .encoder import MegaEncoder, build_embedding, right_align_order
+from .encoder import MegaEncoder, build_embedding
 from .options import (
     MegaDecoderSizes,
     MegaDecoderStructureOptions,

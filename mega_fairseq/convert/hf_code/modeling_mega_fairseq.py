@@ -39,6 +39,7 @@ from transformers.modeling_outputs import (
 from .configuration_mega_fairseq import MegaFairseqConfig, MegaFairseqSeq2SeqConfig
 from .mega_config import HF_CONFIG_FIELDS as CONFIG_FIELDS
 from .mega_config import MegaLayerConfig
+from .mega_masking import first_token, leading_padding, right_align_order
 from .mega_relative_position import RotaryRelativePositionalBias, SimpleRelativePositionalBias, recenter_simple_bias
 from .mega_stack import MegaStack
 
@@ -118,34 +119,75 @@ def _hf_layout(stack: MegaStack, cfg: MegaLayerConfig) -> None:
         _rename_child(layer.mega_layer, "ema", "ema_gate")
 
 
+class CacheGroup:
+    """Rows of a decoding batch whose Mega-chunk windows share one phase: `shift` leading columns of the batch
+    (left padding) are not part of their stream, so their first token is at stream position 0 whatever the
+    batch's padding.  `rows` (n,) are the rows' indices in the batch; `states` the stack's layer states for
+    them (batch first, in `rows` order), None before the first step."""
+
+    __slots__ = ("shift", "rows", "states")
+
+    def __init__(self, shift: int, rows: torch.Tensor, states: Optional[List[dict]] = None):
+        self.shift, self.rows, self.states = shift, rows, states
+
+
 class MegaFairseqCache:
-    """Incremental state of a Mega decoder: per layer {"ema", "key", "value", ["key_padding"], ["cross_*"]}
-    tensors (batch first) and the number of tokens seen.  Beam search reorders it with `reorder_cache`."""
+    """Incremental state of a Mega decoder for ``past_key_values``: `position` columns seen so far (left padding
+    included) and, per `CacheGroup`, each layer's {"ema", "key", "value", ["key_padding"], ["cross_*"]} state.
+    A batch without left padding (or an unchunked model) is one group; a left-padded batch of a chunked model
+    has one group per phase (padding length modulo the chunk), so every row decodes exactly as it would alone.
+    Beam search reorders it with `reorder_cache`."""
 
     is_compileable = False
 
     def __init__(self):
-        self.states: Optional[List[dict]] = None
+        self.groups: Optional[List[CacheGroup]] = None
         self.position = 0
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.position
 
     def __len__(self):
-        return 0 if self.states is None else len(self.states)
+        return 0 if not self.groups or self.groups[0].states is None else len(self.groups[0].states)
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        if self.states is not None:
-            self.states = [
-                {k: v.index_select(0, beam_idx.to(v.device)) for k, v in state.items()} for state in self.states
-            ]
+        """Row j of the batch becomes old row beam_idx[j] (beam search, batch expansion and selection)."""
+        if self.groups is None:
+            return
+        batch = sum(group.rows.numel() for group in self.groups)
+        group_of = torch.empty(batch, dtype=torch.long)
+        index_in_group = torch.empty(batch, dtype=torch.long)
+        for g, group in enumerate(self.groups):
+            group_of[group.rows] = g
+            index_in_group[group.rows] = torch.arange(group.rows.numel())
+        beam_idx = beam_idx.cpu()
+        new_groups = []
+        for g, group in enumerate(self.groups):
+            rows = (group_of[beam_idx] == g).nonzero().squeeze(1)
+            if rows.numel() == 0:
+                continue
+            picked = index_in_group[beam_idx[rows]]
+            states = None
+            if group.states is not None:
+                states = [{k: v.index_select(0, picked.to(v.device)) for k, v in s.items()} for s in group.states]
+            new_groups.append(CacheGroup(group.shift, rows, states))
+        self.groups = new_groups
 
     def batch_repeat_interleave(self, repeats: int) -> None:
-        if self.states is not None:
-            self.states = [{k: v.repeat_interleave(repeats, dim=0) for k, v in s.items()} for s in self.states]
+        if self.groups is not None:
+            batch = sum(group.rows.numel() for group in self.groups)
+            self.reorder_cache(torch.arange(batch).repeat_interleave(repeats))
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         self.reorder_cache(indices)
+
+
+def phase_groups(padding_mask: Optional[torch.Tensor], batch: int, chunk: Optional[int]) -> List[CacheGroup]:
+    """Groups of rows decoded together: with a chunk size, rows whose left padding is congruent modulo the chunk
+    (that many leading columns are dropped for them, so their tokens start a chunk); else one group."""
+    lead = leading_padding(padding_mask, batch)
+    shift = lead % chunk if chunk else torch.zeros_like(lead)
+    return [CacheGroup(int(r), (shift == r).nonzero().squeeze(1)) for r in torch.unique(shift).tolist()]
 
 
 class MegaFairseqPreTrainedModel(PreTrainedModel):
@@ -216,7 +258,9 @@ class MegaFairseqModel(MegaFairseqPreTrainedModel):
         **kwargs,
     ):
         """input_ids (B, T); attention_mask (B, T) 1 = token (transformers' convention) or (B, position + T)
-        while decoding with `past_key_values` (a `MegaFairseqCache`, updated in place)."""
+        while decoding with `past_key_values` (a `MegaFairseqCache`, updated in place).  Padding may be on
+        either side: a row's outputs never depend on it (left-padded rows of a chunked model are realigned so
+        their Mega-chunk windows start at their first token, as fairseq's encoder does)."""
         if input_ids is None:
             raise ValueError("input_ids is required (Mega has no inputs_embeds path)")
         length = input_ids.size(1)
@@ -224,28 +268,90 @@ class MegaFairseqModel(MegaFairseqPreTrainedModel):
         if attention_mask is not None:
             padding_mask = ~attention_mask[:, -length:].bool()
         encoder_padding_mask = None if encoder_attention_mask is None else ~encoder_attention_mask.bool()
-        streaming = past_key_values is not None
-        cache = past_key_values
-        x, next_states, hiddens = self.stack(
-            input_ids,
-            padding_mask,
+        inputs = dict(
+            tokens=input_ids,
+            padding_mask=padding_mask,
             token_types=token_type_ids,
             encoder_out=encoder_hidden_states,
             encoder_padding_mask=encoder_padding_mask,
-            states=cache.states if streaming else None,
-            return_state=streaming,
-            position=cache.position if streaming else 0,
-            return_all_hiddens=bool(output_hidden_states),
         )
-        if streaming:
-            cache.states, cache.position = next_states, cache.position + length
-        pooled = self.pooler(x) if self.pooler is not None else None
+        if self.stack.cfg.causal:
+            x, hiddens = self._causal(inputs, past_key_values, bool(output_hidden_states))
+        else:
+            x, hiddens = self._bidirectional(inputs, bool(output_hidden_states))
+        pooled = self.pooler(x, padding_mask) if self.pooler is not None else None
         return BaseModelOutputWithPoolingAndCrossAttentions(
             last_hidden_state=x,
             pooler_output=pooled,
-            past_key_values=cache,
+            past_key_values=past_key_values,
             hidden_states=tuple(hiddens) if output_hidden_states else None,
         )
+
+    def _bidirectional(self, inputs: dict, all_hiddens: bool):
+        """Chunked: rows padded anywhere run right-padded (windows start at each row's first token)."""
+        padding_mask = inputs["padding_mask"]
+        order = None
+        if self.stack.cfg.chunked and padding_mask is not None:
+            order = right_align_order(padding_mask)
+        if order is None:
+            x, _, hiddens = self.stack(**inputs, return_all_hiddens=all_hiddens)
+            return x, hiddens
+        for key in ("tokens", "padding_mask", "token_types"):
+            if inputs[key] is not None:
+                inputs[key] = inputs[key].gather(1, order)
+        x, _, hiddens = self.stack(**inputs, return_all_hiddens=all_hiddens)
+        inverse = order.argsort(dim=1).unsqueeze(-1)
+        x, *hiddens = [h.gather(1, inverse.expand_as(h)) for h in [x, *hiddens]]
+        return x, hiddens
+
+    def _causal(self, inputs: dict, cache: Optional[MegaFairseqCache], all_hiddens: bool):
+        """Runs each `CacheGroup` of rows on its own columns (a left-padded chunked batch has several) and
+        continues `cache` (if given) in place."""
+        cfg, tokens = self.stack.cfg, inputs["tokens"]
+        batch, length = tokens.shape
+        position = 0 if cache is None else cache.position
+        groups = None if cache is None else cache.groups
+        if groups is None:
+            groups = phase_groups(inputs["padding_mask"], batch, cfg.chunk_size if cfg.chunked else None)
+        if len(groups) == 1 and groups[0].shift == 0:  # the whole batch is one stream
+            group = groups[0]
+            x, states, hiddens = self.stack(
+                **inputs,
+                states=group.states,
+                return_state=cache is not None,
+                position=position,
+                return_all_hiddens=all_hiddens,
+            )
+            group.states = states
+        else:
+            x, hiddens = None, None
+            for group in groups:
+                skip = max(group.shift - position, 0)  # leading columns not in this group's stream
+                rows = group.rows.to(tokens.device)
+                part = dict(inputs)
+                for key in ("tokens", "padding_mask", "token_types"):
+                    if inputs[key] is not None:
+                        part[key] = inputs[key].index_select(0, rows)[:, skip:]
+                for key in ("encoder_out", "encoder_padding_mask"):
+                    if inputs[key] is not None:
+                        part[key] = inputs[key].index_select(0, rows)
+                out, states, group_hiddens = self.stack(
+                    **part,
+                    states=group.states,
+                    return_state=cache is not None,
+                    position=max(position - group.shift, 0),
+                    return_all_hiddens=all_hiddens,
+                )
+                group.states = states
+                if x is None:
+                    x = out.new_zeros(batch, length, out.size(-1))
+                    hiddens = [x.clone() for _ in group_hiddens]
+                x[rows, skip:] = out
+                for full, h in zip(hiddens, group_hiddens):
+                    full[rows, skip:] = h
+        if cache is not None:
+            cache.groups, cache.position = groups, position + length
+        return x, hiddens
 
 
 class MegaFairseqPooler(nn.Module):
@@ -253,8 +359,9 @@ class MegaFairseqPooler(nn.Module):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
 
-    def forward(self, hidden):
-        return torch.tanh(self.dense(hidden[:, 0]))
+    def forward(self, hidden, padding_mask=None):
+        """On each row's first token (its first non-padding position, as fairseq's heads)."""
+        return torch.tanh(self.dense(first_token(hidden, padding_mask)))
 
 
 def _dropout(config) -> nn.Dropout:
@@ -372,7 +479,7 @@ def _empty_cache(cache) -> bool:
 
 
 class MegaFairseqClassificationHead(nn.Module):
-    """RoBERTa-style head on token 0: dropout, dense, tanh, dropout, out_proj."""
+    """RoBERTa-style head on the first token (non-padding, as fairseq's): dropout, dense, tanh, dropout, out_proj."""
 
     def __init__(self, config):
         super().__init__()
@@ -380,8 +487,8 @@ class MegaFairseqClassificationHead(nn.Module):
         self.dropout = _dropout(config)
         self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
 
-    def forward(self, x):
-        x = self.dropout(x[:, 0])
+    def forward(self, x, padding_mask=None):
+        x = self.dropout(first_token(x, padding_mask))
         return self.out_proj(self.dropout(torch.tanh(self.dense(x))))
 
 
@@ -404,7 +511,8 @@ class MegaFairseqForSequenceClassification(MegaFairseqPreTrainedModel):
         self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
-        logits = self.classifier(self.mega(input_ids, attention_mask, token_type_ids).last_hidden_state)
+        x = self.mega(input_ids, attention_mask, token_type_ids).last_hidden_state
+        logits = self.classifier(x, None if attention_mask is None else ~attention_mask.bool())
         return SequenceClassifierOutput(loss=_classification_loss(self.config, logits, labels), logits=logits)
 
 
