@@ -1,13 +1,17 @@
 """Export a fairseq Mega checkpoint to transformers (config.json + model.safetensors).
 
     mega-export-hf CHECKPOINT OUT_DIR [--data DIR] [--head HEAD] [--spm SPM_MODEL]
-                   [--dtype float32|float16|bfloat16] [--no-verify]
+                   [--dtype float32|float16|bfloat16] [--verify-with PYTHON ...] [--no-verify]
 
 Lossless or refused: structures transformers' Mega cannot express are refused with the option
 to change (`targets.stack_problems`).  The export is written to a temporary directory,
-loaded back with transformers and compared with the fairseq model on a probe batch; only if
-the outputs agree (max abs difference <= 1e-4 in float32) is it moved to OUT_DIR, so a wrong
-or partial model is never left behind.  The fairseq dictionary is saved as `dict.txt` next to
+loaded back with transformers and compared with the fairseq model on probe batches, in float64
+(max abs difference <= 1e-4); only if the outputs agree is it moved to OUT_DIR, so a wrong
+or partial model is never left behind.  `--verify-with PYTHON` (repeatable; default: the
+interpreters in the environment variable MEGA_VERIFY_PYTHONS, separated by os.pathsep) also runs
+the check in another interpreter with torch + transformers (e.g. a transformers 5.x virtualenv):
+`remote_verify.py` loads the staged export there with trust_remote_code=True and compares with
+fairseq's outputs on the same probes.  The fairseq dictionary is saved as `dict.txt` next to
 the weights (so `mega-import-hf` restores it exactly), and with `--spm` a transformers tokenizer
 with the dictionary's ids (`tokenizer`).
 """
@@ -15,9 +19,14 @@ with the dictionary's ids (`tokenizer`).
 import argparse
 import copy
 import json
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
-from typing import List
+from types import SimpleNamespace
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -27,6 +36,8 @@ from .common import (
     TOLERANCE,
     ConversionError,
     check_finite,
+    decoder_inputs,
+    hf_token_types_for_probe,
     move_into,
     probe_tokens,
     refuse_to_replace,
@@ -86,6 +97,133 @@ def compare(target: Target, model, hf_model, tokens: torch.Tensor) -> float:
     return (ours - theirs).abs().max().item()
 
 
+# ---------------------------------------------------------------- verification in other interpreters
+VERIFY_PYTHONS_ENV = "MEGA_VERIFY_PYTHONS"  # default --verify-with interpreters, separated by os.pathsep
+VERIFY_TIMEOUT_S = 600  # seconds one interpreter's check may take
+REMOTE_VERIFY_SCRIPT = Path(__file__).resolve().parent / "remote_verify.py"
+CODE_PATH = "model code (trust_remote_code=True)"
+
+
+def verify_pythons(given: Optional[Sequence[str]] = None) -> List[Tuple[str, str]]:
+    """(executable, how the user named it) of each interpreter to verify with: `given` (--verify-with), else the
+    entries of $MEGA_VERIFY_PYTHONS.  A bare name is looked up on PATH.  ConversionError for one that is not an
+    executable file (checked before anything is computed)."""
+    if given is None:
+        entries = [e for e in os.environ.get(VERIFY_PYTHONS_ENV, "").split(os.pathsep) if e.strip()]
+        named = [(e, f"--verify-with {e} (from ${VERIFY_PYTHONS_ENV})") for e in entries]
+    else:
+        named = [(e, f"--verify-with {e}") for e in given]
+    found = []
+    for entry, label in named:
+        path = entry if os.sep in entry or (os.altsep and os.altsep in entry) else shutil.which(entry)
+        if not path or not Path(path).is_file() or not os.access(path, os.X_OK):
+            raise ConversionError(
+                f"{label}: {entry} is not an executable Python interpreter; pass the path of a Python with torch, "
+                "transformers and safetensors (e.g. a transformers 5.x virtualenv's bin/python), or --no-verify to "
+                "skip verification; nothing written"
+            )
+        found.append((str(Path(path).absolute()), label))
+    return found
+
+
+def probe_tensors(target: Target, config, reference, probes: Sequence[torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """What `remote_verify.py` reads (its docstring has the layout): each probe's transformers inputs, as
+    `target.hf_outputs` passes them, and the fairseq model's float64 outputs (`reference` is in float64)."""
+    tensors = {}
+    for i, tokens in enumerate(probes):
+        inputs = {"input_ids": tokens}
+        if target.hf_class == "EncoderDecoderModel":
+            inputs["decoder_input_ids"] = decoder_inputs(tokens)
+        elif target.hf_class != "MegaForCausalLM":
+            types = hf_token_types_for_probe(SimpleNamespace(config=config), tokens)
+            if types is not None:
+                inputs["token_type_ids"] = types
+        with torch.no_grad():
+            inputs["expected"] = target.fairseq_outputs(reference, tokens).double()
+        tensors.update({f"probe{i}.{name}": value.detach().clone().contiguous() for name, value in inputs.items()})
+    return tensors
+
+
+def write_probe_file(path: Path, target: Target, config, reference, probes: Sequence[torch.Tensor]) -> None:
+    """The probes and fairseq's expected outputs as safetensors (no pickle), for `remote_verify.py`."""
+    from safetensors.torch import save_file
+
+    meta = {"hf_class": target.hf_class, "auto_class": AUTO_CLASS_OF[target.hf_class], "probes": str(len(probes))}
+    save_file(probe_tensors(target, config, reference, probes), str(path), metadata=meta)
+
+
+def run_remote_verify(python: str, label: str, export_dir: Path, probe_file: Path) -> dict:
+    """`remote_verify.py`'s JSON result from interpreter `python`; ConversionError if it cannot run, times out or
+    reports an error."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}  # a local directory: nothing to download
+    where = f"verification with {label}"
+    try:
+        proc = subprocess.run(
+            [python, str(REMOTE_VERIFY_SCRIPT), str(export_dir), str(probe_file)],
+            capture_output=True,
+            text=True,
+            timeout=VERIFY_TIMEOUT_S,
+            env=env,
+        )
+    except subprocess.TimeoutExpired as err:
+        raise ConversionError(
+            f"{where} did not finish within {VERIFY_TIMEOUT_S} s; nothing written. Check the interpreter, or pass "
+            "--no-verify to skip verification"
+        ) from err
+    except OSError as err:
+        raise ConversionError(f"{where} could not start {python} ({err}); nothing written") from err
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    try:
+        result = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        result = None
+    if not isinstance(result, dict) or "error" in result or proc.returncode != 0:
+        version = result.get("transformers") if isinstance(result, dict) else None
+        detail = result.get("error") if isinstance(result, dict) and result.get("error") else proc.stderr[-2000:]
+        detail = detail.strip() or "(no output: is it a Python interpreter?)"
+        raise ConversionError(
+            f"{where} failed (transformers {version or 'not importable or unknown'}, exit code {proc.returncode}); "
+            f"nothing written. The interpreter needs torch, transformers and safetensors; the check said:\n"
+            f"{detail}"
+        )
+    return result
+
+
+def verify_in_interpreters(
+    pythons: Sequence[Tuple[str, str]],
+    target: Target,
+    config,
+    reference,
+    probes: Sequence[torch.Tensor],
+    export_dir: Path,
+    tolerance: float,
+) -> List[Tuple[str, float]]:
+    """(how it was loaded, max |diff|) per interpreter of `verify_pythons`: the staged `export_dir` through its model
+    code in that interpreter's transformers, on every probe, against fairseq's float64 outputs; ConversionError
+    naming the interpreter and its transformers version on any difference above `tolerance`."""
+    if not pythons:
+        return []
+    done = []
+    with tempfile.TemporaryDirectory(prefix="mega-export-probes-") as probe_dir:
+        probe_file = Path(probe_dir) / "probes.safetensors"
+        write_probe_file(probe_file, target, config, reference, probes)
+        for python, label in pythons:
+            result = run_remote_verify(python, label, export_dir, probe_file)
+            how = f"{CODE_PATH} on transformers {result['transformers']}"
+            for length, diff in zip(result["lengths"], result["diffs"]):
+                if not diff <= tolerance:
+                    raise ConversionError(
+                        f"verification failed ({label}): {how} outputs differ by {diff:.3g} (> {tolerance:g}) on a "
+                        f"probe of length {length}; nothing written"
+                    )
+            if len(result["diffs"]) != len(probes):
+                raise ConversionError(
+                    f"verification with {label} checked {len(result['diffs'])} of {len(probes)} probes; nothing written"
+                )
+            done.append((how, max(result["diffs"])))
+    return done
+
+
 PIPELINE_TAGS = {
     "MegaForCausalLM": "text-generation",
     "MegaForMaskedLM": "fill-mask",
@@ -133,7 +271,9 @@ def model_card(
     verified_with=(),
     license: str = None,
 ) -> str:
-    """README.md in the hub's conventions (YAML front matter through huggingface_hub's ModelCard)."""
+    """README.md in the hub's conventions (YAML front matter through huggingface_hub's ModelCard).  verified_with:
+    one line per way the export was loaded and checked (e.g. "model code (trust_remote_code=True) on transformers
+    5.23.0: max |diff| 2.2e-16"); empty: not verified."""
     from huggingface_hub import ModelCard, ModelCardData
 
     notes = []
@@ -176,7 +316,15 @@ def model_card(
             "`trust_remote_code=True` (`model_type: mega_fairseq`: transformers' own Mega would compute this "
             "configuration differently, e.g. its RMSNorm does not normalise).\n"
         )
-    how = ", ".join(verified_with) if verified_with else "not verified (--no-verify)"
+    if verified_with:
+        verification = (
+            "Verified after export, in float64, against the fairseq model on probe batches (whole chunks; for the "
+            "model code also a length shorter than the chunk and one that is not a multiple of it): max |output "
+            f"difference| {max_diff:.2e}. "
+            "Loaded and checked with:\n\n" + "".join(f"- {how}\n" for how in verified_with)
+        )
+    else:
+        verification = "Not verified (`--no-verify`).\n"
     body = (
         f"# Mega ({target.hf_class}) exported from fairseq\n\n"
         f"Exported by `mega-export-hf` (mega_fairseq) from `{checkpoint}`.\n\n"
@@ -186,11 +334,8 @@ def model_card(
         + usage_snippet(target, native)
         + "\n```\n\n"
         "## Verification\n\n"
-        "Verified after export, in float64, against the fairseq model on probe batches (whole chunks, a length "
-        f"shorter than "
-        f"the chunk and one that is not a multiple of it): max |output difference| {max_diff:.2e}; "
-        f"loaded with {how}.\n\n"
-        "`dict.txt` is the fairseq dictionary (ids = rows of the embedding); `mega-import-hf` reads it back.\n\n"
+        + verification
+        + "\n`dict.txt` is the fairseq dictionary (ids = rows of the embedding); `mega-import-hf` reads it back.\n\n"
         + "".join(f"- {n}\n" for n in notes)
         + "\n## Source configuration\n\n```json\n"
         + json.dumps(vars(cfg), indent=2, default=str)
@@ -234,14 +379,20 @@ def export(
     spm: str = None,
     verify: bool = True,
     license: str = None,
+    verify_with: Optional[Sequence[str]] = None,
 ) -> float:
-    """Writes the export; returns the verified max abs output difference (nan when not verified)."""
+    """Writes the export; returns the verified max abs output difference (nan when not verified).
+
+    verify_with: Python interpreters (with torch + transformers) that also load the staged export through its model
+    code and check it (`verify_in_interpreters`); None: those in $MEGA_VERIFY_PYTHONS (os.pathsep-separated).
+    Ignored with verify=False."""
     import transformers
 
     from .tokenizer import save_tokenizer
 
     if dtype not in DTYPES:
         raise ConversionError(f"unknown dtype {dtype!r}; choose {', '.join(DTYPES)}")
+    pythons = verify_pythons(verify_with) if verify else []
     model, task = load_fairseq_model(checkpoint, data)
     check_finite(model.state_dict(), checkpoint, DTYPES[dtype])
     try:
@@ -328,14 +479,17 @@ def export(
             # (how it is loaded, loader, probes): transformers' Mega only gets whole chunks (its known limits);
             # the model code also gets a probe shorter than the chunk and one that is not a multiple of it
             probes = [tokens] + shorter_probes(cfg, tokens)
-            loaders = [("model code (trust_remote_code=True)", lambda: load_model_code(tmp, target.hf_class), probes)]
+            version = transformers.__version__
+            code_load = lambda: load_model_code(tmp, target.hf_class)  # noqa: E731
+            loaders = [(f"{CODE_PATH} on transformers {version}", code_load, probes)]
             if native:
                 native_load = lambda: hf_class.from_pretrained(tmp, dtype=torch.float32)  # noqa: E731
-                loaders.insert(0, ("transformers' Mega", native_load, [tokens]))
+                loaders.insert(0, (f"transformers' own Mega on transformers {version}", native_load, [tokens]))
             max_diff = 0.0
             reference = copy.deepcopy(model).double()  # float64 on both sides: no float32 rounding in the check
             for how, load, probe_list in loaders:
                 reloaded = load().double().eval()
+                loader_diff = 0.0
                 for probe in probe_list:
                     try:
                         diff = compare(target, reference, reloaded, probe)
@@ -346,8 +500,13 @@ def export(
                             f"verification failed: {how} outputs differ by {diff:.3g} (> {tolerance:g}) on a probe of "
                             f"length {probe.size(1)}; nothing written"
                         )
-                    max_diff = max(max_diff, diff)
-                verified_with.append(how)
+                    loader_diff = max(loader_diff, diff)
+                max_diff = max(max_diff, loader_diff)
+                verified_with.append(f"{how}: max |diff| {loader_diff:.2e}")
+            # the same probes in each --verify-with interpreter (e.g. transformers 5.x), before anything is moved
+            for how, diff in verify_in_interpreters(pythons, target, config, reference, probes, tmp, tolerance):
+                max_diff = max(max_diff, diff)
+                verified_with.append(f"{how}: max |diff| {diff:.2e}")
         (tmp / "README.md").write_text(
             model_card(target, cfg, config, checkpoint, max_diff, tokenizer_note, native, verified_with, license),
             encoding="utf-8",
@@ -381,7 +540,17 @@ def main(argv=None):
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     parser.add_argument("--license", help="the model card's license (a hub license id, e.g. mit, apache-2.0)")
     parser.add_argument(
-        "--no-verify", action="store_true", help="skip reloading with transformers and comparing outputs"
+        "--verify-with",
+        action="append",
+        metavar="PYTHON",
+        help="also verify the export in this Python interpreter (with torch + transformers, e.g. a transformers 5.x "
+        "virtualenv's bin/python) through its model code; repeatable. Default: the interpreters in "
+        f"${VERIFY_PYTHONS_ENV} (separated by {os.pathsep!r})",
+    )
+    parser.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip reloading with transformers and comparing outputs (also in --verify-with interpreters)",
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="export into a non-empty OUT_DIR, replacing same-named files"
@@ -399,6 +568,7 @@ def main(argv=None):
             args.spm,
             verify=not args.no_verify,
             license=args.license,
+            verify_with=args.verify_with,
         )
     except user_errors() as err:
         print(f"mega-export-hf: error: {err}", file=sys.stderr)
