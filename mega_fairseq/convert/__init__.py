@@ -7,6 +7,9 @@
   `EncoderHeadTarget`, `TranslationTarget`);
 - `hf_export`: `mega-export-hf`: fairseq checkpoint -> transformers directory, verified;
 - `hf_import`: `mega-import-hf`: transformers directory -> fairseq checkpoint, verified;
+- `remote_code` (+ templates in `hf_code/`): the model code every export carries (trust_remote_code=True);
+- `remote_verify`: a standalone script (torch + transformers only) verifying an export under another interpreter
+  (`mega-export-hf --verify-with PYTHON`);
 - `tokenizer`: a transformers tokenizer with a fairseq dictionary's ids;
 - `original`: `mega-import-original`: checkpoints of the original facebookresearch/mega fork.
 
