@@ -192,7 +192,7 @@ def causal(model, ref, out):
 def seq2seq(model, ref, out):
     """Translation: logits on (src, decoder input), greedy (fixed length) and beam search (with </s>) vs fairseq's."""
     src = ref["src"]
-    mask = torch.ones_like(src)
+    mask = src.ne(ref["src_pad"]).long()
     logits = model(input_ids=src, attention_mask=mask, decoder_input_ids=ref["tgt_in"]).logits
     out["max_diff"] = (logits - ref["logits"]).abs().max().item()
     start = model.config.decoder_start_token_id

@@ -209,7 +209,8 @@ def test_rmsnorm_exports_with_model_code_only(lm_data, tmp_path):
 
 def translation_reference(model, task, path: Path, new_tokens: int = 9, beam: int = 3) -> Path:
     """fairseq's logits, greedy decoding (full recomputation per step; after </s> a row continues with padding)
-    and beam search (fairseq's SequenceGenerator, its best hypothesis and score) on a 7-token source (chunk 4)."""
+    and beam search (fairseq's SequenceGenerator, its best hypothesis and score) on a 7-token source (chunk 4), one
+    row left-padded."""
     from fairseq.sequence_generator import SequenceGenerator
 
     tgt_dict = task.target_dictionary
@@ -217,6 +218,7 @@ def translation_reference(model, task, path: Path, new_tokens: int = 9, beam: in
     src = torch.randint(4, len(task.source_dictionary), (2, 7), generator=gen)
     tgt_in = torch.randint(4, len(tgt_dict), (2, 6), generator=gen)
     tgt_in[:, 0] = tgt_dict.eos()
+    src[1, :2] = task.source_dictionary.pad()  # left-padded, as fairseq's translation batches are
     with torch.no_grad():
         logits = model(src, None, tgt_in)[0]
         seq = torch.full((2, 1), tgt_dict.eos())
@@ -227,10 +229,11 @@ def translation_reference(model, task, path: Path, new_tokens: int = 9, beam: in
             done |= step.eq(tgt_dict.eos())
             seq = torch.cat([seq, step[:, None]], 1)
         generator = SequenceGenerator([model], tgt_dict, beam_size=beam, max_len_a=0, max_len_b=new_tokens)
-        hyps = generator.generate([model], {"net_input": {"src_tokens": src, "src_lengths": torch.tensor([7, 7])}})
+        hyps = generator.generate([model], {"net_input": {"src_tokens": src, "src_lengths": torch.tensor([7, 5])}})
     torch.save(
         {
             "src": src,
+            "src_pad": task.source_dictionary.pad(),
             "tgt_in": tgt_in,
             "logits": logits,
             "greedy": seq,
