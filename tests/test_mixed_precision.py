@@ -124,20 +124,20 @@ def test_mixed_precision_training_on_cpu(lm_data, tmp_path, flags, kind):
 
 
 # ---- apex: used when importable, never required ------------------------------------------------
-def test_layernorm_uses_apex_fused_layer_norm_only_when_fairseq_finds_it(monkeypatch):
+def test_layernorm_uses_apex_fused_layer_norm_only_when_apex_imports_and_cuda_exists(monkeypatch):
     from mega_fairseq.modules import LayerNorm, build_norm, norms
 
     if importlib.util.find_spec("apex") is None or not torch.cuda.is_available():
         assert norms.apex_layer_norm_class() is None and type(build_norm("layernorm", 8)) is LayerNorm
     calls = []
 
-    class FakeFused(nn.LayerNorm):  # stands in for fairseq.modules.layer_norm.FusedLayerNorm
+    class FakeFused(nn.LayerNorm):  # stands in for apex.normalization.FusedLayerNorm
         def forward(self, x):
             calls.append(x.shape)
             return super().forward(x)
 
-    fake_layer_norm = types.SimpleNamespace(FusedLayerNorm=FakeFused, has_fused_layernorm=True)
-    monkeypatch.setitem(sys.modules, "fairseq.modules.layer_norm", fake_layer_norm)
+    monkeypatch.setitem(sys.modules, "apex", types.ModuleType("apex"))
+    monkeypatch.setitem(sys.modules, "apex.normalization", types.SimpleNamespace(FusedLayerNorm=FakeFused))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     norms.apex_layer_norm_class.cache_clear()
     try:
@@ -145,5 +145,7 @@ def test_layernorm_uses_apex_fused_layer_norm_only_when_fairseq_finds_it(monkeyp
         assert isinstance(norm, FakeFused) and set(norm.state_dict()) == {"weight", "bias"}
         x = torch.randn(2, 3, 8)
         assert torch.equal(norm(x, torch.zeros(2, 3, dtype=torch.bool)), LayerNorm(8)(x)) and calls == [x.shape]
+        # apex directly: modules/ (and the HF export's copy of it) never import fairseq
+        assert not any(c.__module__.startswith("fairseq") for c in type(norm).__mro__)
     finally:
         norms.apex_layer_norm_class.cache_clear()

@@ -116,6 +116,21 @@ def test_building_blocks_import_without_fairseq(module):
     assert out.strip() == "[] True"
 
 
+def test_building_a_stack_of_every_norm_imports_no_fairseq():
+    """Building and running layers (every norm, layernorm's apex switch included) stays torch-only: the same
+    files run inside HF exports, where fairseq is not installed."""
+    out = _fresh_python(
+        "import sys, torch\n"
+        "from mega_fairseq.modules import MegaLayerConfig, MegaStack, norms\n"
+        "for norm in norms.NORMS:\n"
+        "    cfg = MegaLayerConfig(embed_dim=8, z_dim=4, hidden_dim=8, ffn_dim=8, n_dim=2, "
+        "normalization_type=norm)\n"
+        "    MegaStack(cfg, 1, torch.nn.Embedding(10, 8))(torch.randint(0, 10, (2, 5)))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('fairseq', 'hydra', 'omegaconf')))\n"
+    )
+    assert out.strip() == "[]"
+
+
 REGISTERED = (
     "from fairseq.criterions import CRITERION_REGISTRY\n"
     "from fairseq.distributed import utils\n"

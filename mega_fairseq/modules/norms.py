@@ -52,18 +52,22 @@ class LayerNorm(nn.LayerNorm):
 
 @functools.lru_cache(maxsize=None)
 def apex_layer_norm_class():
-    """A LayerNorm on apex's FusedLayerNorm when fairseq finds apex and CUDA is available (fairseq's own
-    switch, fairseq.modules.LayerNorm), else None.  Same parameters (weight, bias) as LayerNorm."""
-    try:
-        from fairseq.modules.layer_norm import FusedLayerNorm, has_fused_layernorm
-    except ImportError:  # fairseq defines FusedLayerNorm only when apex imports
+    """A LayerNorm on apex's FusedLayerNorm when apex imports and CUDA is available (the switch fairseq's
+    ``fairseq.modules.LayerNorm`` makes, without importing fairseq), else None.  Same parameters (weight, bias)
+    as LayerNorm."""
+    if not torch.cuda.is_available():
         return None
-    if not (has_fused_layernorm and torch.cuda.is_available()):
+    try:
+        from apex.normalization import FusedLayerNorm
+    except ImportError:
         return None
 
     class ApexLayerNorm(FusedLayerNorm):
         def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
-            return super().forward(x)
+            if not x.is_cuda:  # apex falls back to torch's layer norm
+                return super().forward(x)
+            with torch.cuda.device(x.device):
+                return super().forward(x)
 
     return ApexLayerNorm
 
