@@ -291,7 +291,7 @@ def export(
         else:
             save_weights(weights, tmp, DTYPES[dtype])
             config.save_pretrained(tmp)
-        write_model_code(tmp, native)
+        write_model_code(tmp, native, target.hf_class)
         add_auto_map(tmp / "config.json", target.hf_class, native)
         dictionary.save(str(tmp / "dict.txt"))
         if (
@@ -304,13 +304,22 @@ def export(
         if spm:
             positions = model.max_positions()
             positions = positions[0] if isinstance(positions, tuple) else positions
+            translation = target.hf_class == "EncoderDecoderModel"
             summary = save_tokenizer(
-                spm, dictionary, str(tmp), model_max_length=int(positions), add_special_tokens=not cfg.causal
+                spm,
+                dictionary,
+                str(tmp),
+                model_max_length=int(positions),
+                add_special_tokens=not cfg.causal,
+                target_dictionary=task.target_dictionary if translation else None,
             )
             tokenizer_note = f"Tokenizer: XLM-R style from `{Path(spm).name}` with the fairseq dictionary's ids" + (
                 "; as a causal LM's, it adds no special tokens (fast tokenizer; pass `add_special_tokens=False` to "
                 "the slow one)."
-                if cfg.causal
+                if cfg.causal and not translation
+                else "; it encodes a source text as fairseq's translation task does (pieces, then `</s>`; fast "
+                "tokenizer) and decodes the target (one joined dictionary)."
+                if translation
                 else "."
             )
             if summary["spm_pieces_left_out"]:
