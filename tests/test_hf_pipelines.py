@@ -61,6 +61,9 @@ def test_exports_with_a_removed_pipeline_ship_it_and_name_it_in_config(qa_export
     code = (qa_export / PIPELINE_FILE).read_text()
     imports = {line.split()[1] for line in code.splitlines() if line.startswith(("import ", "from "))}
     assert {i.split(".")[0] for i in imports} <= {"typing", "torch", "transformers"}
+    card = (qa_export / "README.md").read_text()  # the model card says how, and the price on 4.57.6
+    assert "`custom_pipelines`" in card and 'pipeline("question-answering", model=DIR, trust_remote_code=True)' in card
+    assert "needs `trust_remote_code=True` even where the model loads natively" in card
     assert set(custom_pipelines("EncoderDecoderModel")) == {"translation", "text2text-generation"}
     for hf_class in ("MegaForMaskedLM", "MegaForCausalLM", "MegaForSequenceClassification"):
         assert custom_pipelines(hf_class) == {}  # transformers' own pipelines serve these
@@ -201,7 +204,7 @@ def test_translation_pipelines_with_the_exported_tokenizer(tmp_path):
     from mega_fairseq.convert.hf_export import export, load_fairseq_model
 
     data, spm_model, texts = spm_translation_data(tmp_path)
-    exportable = ["--no-scale-embedding", "--no-final-norm", "--output-bias", "--max-update", "4"]
+    exportable = ["--no-scale-embedding", "--no-final-norm", "--output-bias", "--max-update", "30"]
     fairseq_cli("fairseq-train", data, *TRAIN_ARGS, *exportable, "--save-dir", tmp_path / "ckpt")
     checkpoint = tmp_path / "ckpt" / "checkpoint_last.pt"
     export(str(checkpoint), str(tmp_path / "hf"), data=str(data), spm=str(spm_model))
@@ -225,7 +228,9 @@ def test_translation_pipelines_with_the_exported_tokenizer(tmp_path):
         with torch.no_grad():
             best = generator.generate([model], sample)[0][0]["tokens"]
         fairseq_texts.append(processor.decode(tgt_dict.string(best).split()))
-    generate = {"num_beams": beam, "max_new_tokens": max_new, "length_penalty": 1.0, "early_stopping": True}
+    # fairseq's beam search never ends a translation at its first step (SequenceGenerator's min_len=1): min_new_tokens
+    generate = {"num_beams": beam, "max_new_tokens": max_new, "min_new_tokens": 1, "length_penalty": 1.0}
+    generate["early_stopping"] = True
     spec = {"kind": "translation", "tokenizer": "export", "texts": texts, "generate": generate}
     results = {}
     for python in PYTHONS:

@@ -34,7 +34,7 @@ from .common import (
     task_dictionary,
     user_errors,
 )
-from .remote_code import AUTO_CLASS_OF, add_auto_map, write_model_code
+from .remote_code import AUTO_CLASS_OF, add_auto_map, custom_pipelines, write_model_code
 from .targets import Target, target_for_fairseq_model
 
 
@@ -156,6 +156,16 @@ def model_card(
         )
     if tokenizer_note:
         notes.append(tokenizer_note)
+    tasks = list(custom_pipelines(target.hf_class))
+    if tasks:
+        names = ", ".join(f"`{task}`" for task in tasks)
+        notes.append(
+            f"Pipelines {names} (removed from transformers 5): `pipeline_mega_fairseq.py`, "
+            f'named in config.json\'s `custom_pipelines`: `pipeline("{tasks[0]}", model=DIR, trust_remote_code=True)` '
+            "on 5.x and 4.57.6 alike. On 4.57.6 it needs `trust_remote_code=True` even where the model loads natively: "
+            "transformers 4.x picks the shipped pipeline over its own"
+            + (" (its own translation never ran on Mega, which has no generate())." if "translation" in tasks else ".")
+        )
     pipeline_tag = PIPELINE_TAGS.get(target.hf_class)
     data = ModelCardData(
         library_name="transformers",
