@@ -191,9 +191,9 @@ def spm_translation_data(root: Path):
     return preprocess(root / "pieces", root / "bin"), root / "spm.model", (raw / "test.en").read_text().splitlines()
 
 
-@pytest.mark.slow  # ~60 s: trains a translation model
 def test_translation_pipelines_with_the_exported_tokenizer(tmp_path):
-    """--spm on a translation model (joined dictionary): the tokenizer encodes a text as fairseq's source (pieces +
+    """(~25 s: trains a toy translation model for 30 updates.)
+    --spm on a translation model (joined dictionary): the tokenizer encodes a text as fairseq's source (pieces +
     </s>); pipeline("translation") and pipeline("text2text-generation") give model.generate + decode of the same
     ids (beam search, generate kwargs passed through), == fairseq's own beam search, on transformers 4.57.6 and 5.23."""
     import sentencepiece as spm
