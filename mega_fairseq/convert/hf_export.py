@@ -45,7 +45,7 @@ from .common import (
     task_dictionary,
     user_errors,
 )
-from .remote_code import AUTO_CLASS_OF, add_auto_map, write_model_code
+from .remote_code import AUTO_CLASS_OF, add_auto_map, custom_pipelines, write_model_code
 from .targets import Target, target_for_fairseq_model
 
 
@@ -296,6 +296,16 @@ def model_card(
         )
     if tokenizer_note:
         notes.append(tokenizer_note)
+    tasks = list(custom_pipelines(target.hf_class))
+    if tasks:
+        names = ", ".join(f"`{task}`" for task in tasks)
+        notes.append(
+            f"Pipelines {names} (removed from transformers 5): `pipeline_mega_fairseq.py`, "
+            f'named in config.json\'s `custom_pipelines`: `pipeline("{tasks[0]}", model=DIR, trust_remote_code=True)` '
+            "on 5.x and 4.57.6 alike. On 4.57.6 it needs `trust_remote_code=True` even where the model loads natively: "
+            "transformers 4.x picks the shipped pipeline over its own"
+            + (" (its own translation never ran on Mega, which has no generate())." if "translation" in tasks else ".")
+        )
     pipeline_tag = PIPELINE_TAGS.get(target.hf_class)
     data = ModelCardData(
         library_name="transformers",
@@ -442,7 +452,7 @@ def export(
         else:
             save_weights(weights, tmp, DTYPES[dtype])
             config.save_pretrained(tmp)
-        write_model_code(tmp, native)
+        write_model_code(tmp, native, target.hf_class)
         add_auto_map(tmp / "config.json", target.hf_class, native)
         dictionary.save(str(tmp / "dict.txt"))
         if (
@@ -455,13 +465,22 @@ def export(
         if spm:
             positions = model.max_positions()
             positions = positions[0] if isinstance(positions, tuple) else positions
+            translation = target.hf_class == "EncoderDecoderModel"
             summary = save_tokenizer(
-                spm, dictionary, str(tmp), model_max_length=int(positions), add_special_tokens=not cfg.causal
+                spm,
+                dictionary,
+                str(tmp),
+                model_max_length=int(positions),
+                add_special_tokens=not cfg.causal,
+                target_dictionary=task.target_dictionary if translation else None,
             )
             tokenizer_note = f"Tokenizer: XLM-R style from `{Path(spm).name}` with the fairseq dictionary's ids" + (
                 "; as a causal LM's, it adds no special tokens (fast tokenizer; pass `add_special_tokens=False` to "
                 "the slow one)."
-                if cfg.causal
+                if cfg.causal and not translation
+                else "; it encodes a source text as fairseq's translation task does (pieces, then `</s>`; fast "
+                "tokenizer) and decodes the target (one joined dictionary)."
+                if translation
                 else "."
             )
             if summary["spm_pieces_left_out"]:

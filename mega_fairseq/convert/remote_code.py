@@ -13,6 +13,14 @@ imports each of them.  ``config.json`` gets an ``auto_map`` naming these classes
 Two kinds of export: ``native`` (``model_type: mega``: transformers 4.x's own Mega classes load it without
 model code, and the model code loads it everywhere with trust_remote_code) and ``code`` (``model_type:
 mega_fairseq``: configurations transformers' Mega computes wrongly, e.g. rmsnorm; model code only).
+
+    pipeline_mega_fairseq.py        (template in hf_code/; only in exports with a pipeline transformers 5.x removed)
+
+A question-answering export gets ``custom_pipelines`` {"question-answering"} and a translation export
+{"translation", "text2text-generation"} in ``config.json`` (`custom_pipelines`): ``pipeline(task, model=DIR,
+trust_remote_code=True)`` then runs the shipped class on transformers 4.57 and 5.x alike.  The price: transformers
+4.x also asks for ``trust_remote_code=True`` for such a task on a native export (its own QA pipeline is no longer
+picked; its translation pipeline never worked with Mega, which has no generate()).
 """
 
 import json
@@ -29,6 +37,7 @@ MODELING_FILE = "modeling_mega_fairseq.py"
 MODULE_PREFIX = "mega_"
 NATIVE_MODEL_TYPE = "mega"
 CODE_MODEL_TYPE = "mega_fairseq"
+PIPELINE_FILE = "pipeline_mega_fairseq.py"
 IMPORTS_MARKER = "# MEGA_MODULE_IMPORTS"
 RELATIVE_IMPORT = re.compile(r"^(\s*)from \.(\w+) import", flags=re.MULTILINE)
 
@@ -53,6 +62,14 @@ CODE_CLASS = {
     "AutoModelForTokenClassification": "MegaFairseqForTokenClassification",
     "AutoModelForQuestionAnswering": "MegaFairseqForQuestionAnswering",
     "AutoModelForSeq2SeqLM": "MegaFairseqForConditionalGeneration",
+}
+# transformers class of a Target -> {pipeline task: class in pipeline_mega_fairseq.py} (config.json's custom_pipelines)
+PIPELINE_CLASSES = {
+    "MegaForQuestionAnswering": {"question-answering": "MegaQuestionAnsweringPipeline"},
+    "EncoderDecoderModel": {
+        "translation": "MegaTranslationPipeline",
+        "text2text-generation": "MegaText2TextGenerationPipeline",
+    },
 }
 ENCODER_AUTO_CLASSES = (
     "AutoModel",
@@ -91,8 +108,18 @@ def _ref(auto: str) -> str:
     return f"modeling_mega_fairseq.{CODE_CLASS[auto]}"
 
 
-def write_model_code(out_dir: Path, native: bool) -> List[str]:
-    """Writes the configuration, modeling and module files into `out_dir`; returns their names."""
+def custom_pipelines(hf_class: str) -> Dict[str, Dict]:
+    """config.json's ``custom_pipelines`` for an export of transformers class `hf_class` ({} when it needs none)."""
+    auto = AUTO_CLASS_OF[hf_class]
+    return {
+        task: {"impl": f"{Path(PIPELINE_FILE).stem}.{name}", "pt": [auto]}
+        for task, name in PIPELINE_CLASSES.get(hf_class, {}).items()
+    }
+
+
+def write_model_code(out_dir: Path, native: bool, hf_class: str = None) -> List[str]:
+    """Writes the configuration, modeling and module files (and, for an `hf_class` with a shipped pipeline,
+    the pipeline file) into `out_dir`; returns their names."""
     out_dir = Path(out_dir)
     model_type = NATIVE_MODEL_TYPE if native else CODE_MODEL_TYPE
     config_text = (TEMPLATES / CONFIG_FILE).read_text(encoding="utf-8")
@@ -112,13 +139,19 @@ def write_model_code(out_dir: Path, native: bool) -> List[str]:
         "\n\ntry:  # transformers >= 4.50", "\n" + imports + "\ntry:  # transformers >= 4.50", 1
     )
     (out_dir / MODELING_FILE).write_text(modeling, encoding="utf-8")
+    if hf_class in PIPELINE_CLASSES:
+        (out_dir / PIPELINE_FILE).write_text((TEMPLATES / PIPELINE_FILE).read_text(encoding="utf-8"), encoding="utf-8")
+        names.append(PIPELINE_FILE)
     return names
 
 
 def add_auto_map(config_file: Path, hf_class: str, native: bool, extra: Dict = None) -> None:
-    """Adds the ``auto_map`` (and, for a model-code export, its model_type) to a written config.json."""
+    """Adds the ``auto_map`` (and, for a model-code export, its model_type; for a class with a shipped pipeline,
+    ``custom_pipelines``) to a written config.json."""
     config = json.loads(Path(config_file).read_text(encoding="utf-8"))
     config["auto_map"] = auto_map(hf_class)
+    if hf_class in PIPELINE_CLASSES:
+        config["custom_pipelines"] = custom_pipelines(hf_class)
     if not native:
         config["model_type"] = CODE_MODEL_TYPE + ("_seq2seq" if "encoder" in config and "decoder" in config else "")
         for side in ("encoder", "decoder"):

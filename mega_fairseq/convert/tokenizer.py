@@ -12,7 +12,10 @@ unchanged, and `AutoTokenizer.from_pretrained(OUT_DIR)` gives fairseq's ids.
 Encoding templates are XLM-R's, which are fairseq's RoBERTa conventions: ``<s> A </s>`` and
 ``<s> A </s> </s> B </s>`` (sentence_prediction with --init-token 0 --separator-token 2); the
 masked LM's ``<mask>`` is the id after the dictionary, as fairseq's masked_lm task adds it.
-A causal LM consumes bare pieces: its tokenizer adds no special tokens (`bare_post_processor`).
+A causal LM consumes bare pieces: its tokenizer adds no special tokens (`bare_post_processor`).  A translation
+model's source is ``A </s>`` (fairseq's translation task appends </s>, no <s>): its tokenizer adds that
+(`translation_post_processor`) and decodes the target with the same pieces, so source and target must share one
+dictionary (``fairseq-preprocess --joined-dictionary``); other translation models are refused (`check_joined`).
 
 Sentencepiece pieces that are not in the dictionary (never seen in the training data) are left
 out: fairseq would map such a piece to <unk>, the exported tokenizer segments around it.
@@ -84,38 +87,69 @@ def reordered_spm_model(spm_path: str, symbols: List[str]) -> Tuple[bytes, int, 
     return proto.SerializeToString(), left_out, not_pieces
 
 
-def bare_post_processor(out_dir: Path) -> None:
-    """tokenizer.json's post-processor -> one that adds no special tokens (``$A`` / ``$A $B``), loaded as
-    ``PreTrainedTokenizerFast`` (transformers 4.x and 5.x alike, also with use_fast=False)."""
+def _set_post_processor(out_dir: Path, eos_after_each: bool) -> None:
+    """tokenizer.json's post-processor -> ``$A`` / ``$A $B`` (eos_after_each: ``$A </s>`` / ``$A </s> $B </s>``),
+    loaded as ``PreTrainedTokenizerFast`` (transformers 4.x and 5.x alike, also with use_fast=False)."""
     import json
 
     config_path = out_dir / "tokenizer_config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
     # the generic fast class keeps tokenizer.json's post-processor (transformers 5.x's XLMRobertaTokenizer rebuilds
     # its own, which adds <s> ... </s>); the sentencepiece model stays beside it
-    config.update(tokenizer_class="PreTrainedTokenizerFast", add_bos_token=False, add_eos_token=False)
+    config.update(tokenizer_class="PreTrainedTokenizerFast", add_bos_token=False, add_eos_token=eos_after_each)
     config_path.write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
     path = out_dir / "tokenizer.json"
     spec = json.loads(path.read_text(encoding="utf-8"))
+    eos = [{"SpecialToken": {"id": "</s>", "type_id": 0}}] if eos_after_each else []
+    eos_b = [{"SpecialToken": {"id": "</s>", "type_id": 1}}] if eos_after_each else []
     spec["post_processor"] = {
         "type": "TemplateProcessing",
-        "single": [{"Sequence": {"id": "A", "type_id": 0}}],
-        "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
-        "special_tokens": {},
+        "single": [{"Sequence": {"id": "A", "type_id": 0}}, *eos],
+        "pair": [{"Sequence": {"id": "A", "type_id": 0}}, *eos, {"Sequence": {"id": "B", "type_id": 1}}, *eos_b],
+        "special_tokens": {"</s>": {"id": "</s>", "ids": [2], "tokens": ["</s>"]}} if eos_after_each else {},
     }
     path.write_text(json.dumps(spec, ensure_ascii=False, indent=2), encoding="utf-8")
 
 
+def bare_post_processor(out_dir: Path) -> None:
+    """tokenizer.json's post-processor -> one that adds no special tokens (``$A`` / ``$A $B``): a causal LM's."""
+    _set_post_processor(out_dir, eos_after_each=False)
+
+
+def translation_post_processor(out_dir: Path) -> None:
+    """tokenizer.json's post-processor -> ``$A </s>`` (fairseq's translation source: pieces, then </s>)."""
+    _set_post_processor(out_dir, eos_after_each=True)
+
+
+def check_joined(dictionary, target_dictionary) -> None:
+    """Refuses (ConversionError) a translation model whose target dictionary is not its source dictionary."""
+    if target_dictionary is not None and list(target_dictionary.symbols) != list(dictionary.symbols):
+        raise ConversionError(
+            "--spm: this translation model's source and target dictionaries differ (the export writes "
+            "dict.target.txt), and one transformers tokenizer cannot encode the source with one and decode the "
+            "target with the other; export without --spm, or binarize with `fairseq-preprocess --joined-dictionary` "
+            "(and train on that data) to export a tokenizer"
+        )
+
+
 def save_tokenizer(
-    spm_path: str, dictionary, out_dir: str, model_max_length: int = None, add_special_tokens: bool = True
+    spm_path: str,
+    dictionary,
+    out_dir: str,
+    model_max_length: int = None,
+    add_special_tokens: bool = True,
+    target_dictionary=None,
 ) -> dict:
     """Writes an XLM-R style tokenizer (slow + fast) for `dictionary` into `out_dir`; returns a summary.
 
     model_max_length: the model's longest input (pipelines truncate to it).  add_special_tokens=False (a causal LM,
     which consumes bare pieces): the fast tokenizer's post-processor adds nothing, so ``tokenizer(text)`` gives
-    the pieces' ids as fairseq's language_modeling task reads them."""
+    the pieces' ids as fairseq's language_modeling task reads them.  target_dictionary (a translation model's): the
+    fast tokenizer encodes a text as fairseq's translation source (pieces + </s>) and decodes the target; refused
+    (`check_joined`) unless it is `dictionary` itself."""
     from transformers import XLMRobertaTokenizer, XLMRobertaTokenizerFast
 
+    check_joined(dictionary, target_dictionary)
     if not Path(spm_path).is_file():
         raise ConversionError(f"sentencepiece model {spm_path} does not exist")
     symbols = dictionary_symbols(dictionary)
@@ -136,6 +170,8 @@ def save_tokenizer(
         fast = XLMRobertaTokenizerFast(vocab_file=str(vocab_file), **kwargs)
         fast.save_pretrained(out_dir)  # tokenizer.json + tokenizer_config.json + special tokens
         slow.save_pretrained(out_dir)  # adds sentencepiece.bpe.model for the slow class
-    if not add_special_tokens:
+    if target_dictionary is not None:
+        translation_post_processor(Path(out_dir))
+    elif not add_special_tokens:
         bare_post_processor(Path(out_dir))
     return {"symbols": len(symbols), "spm_pieces_left_out": left_out, "symbols_not_in_spm": missing}
