@@ -50,13 +50,8 @@ PIPELINES = {
 
 def pipelines(ref) -> dict:
     """{kind: what the pipeline returned (label names, counts)} for the encoder exports with a pipeline."""
-    from transformers.pipelines import SUPPORTED_TASKS
-
     out = {}
-    for kind, (task, call) in PIPELINES.items():
-        if task not in SUPPORTED_TASKS:  # transformers 5 removed question-answering (and translation)
-            out[kind] = {"removed_from_transformers": task}
-            continue
+    for kind, (task, call) in PIPELINES.items():  # question-answering: the export's own pipeline (5.x has none)
         export_dir = ref["heads"][kind][0]
         runner = transformers.pipeline(
             task, model=export_dir, tokenizer=word_tokenizer(export_dir), trust_remote_code=True
@@ -197,7 +192,8 @@ def seq2seq(model, ref, out):
     out["max_diff"] = (logits - ref["logits"]).abs().max().item()
     start = model.config.decoder_start_token_id
     new = ref["greedy"].size(1) - 1
-    greedy = model.generate(src, attention_mask=mask, max_new_tokens=new, do_sample=False)
+    # greedy with no --min-len (the reference recomputes argmax, </s> allowed first)
+    greedy = model.generate(src, attention_mask=mask, max_new_tokens=new, num_beams=1, min_new_tokens=0)
     pad = model.config.pad_token_id  # rows that ended with </s> continue with padding; all ended: generation stops
     greedy = torch.nn.functional.pad(greedy, (0, ref["greedy"].size(1) - greedy.size(1)), value=pad)
     out["greedy_equal"] = torch.equal(greedy, ref["greedy"])
@@ -214,7 +210,13 @@ def seq2seq(model, ref, out):
     tokens = [row[1:][row[1:] != model.config.pad_token_id].tolist() for row in beam.sequences]
     out["beam_equal"] = tokens == ref["beam_tokens"] and start == beam.sequences[0, 0].item()
     out["beam_score_diff"] = (beam.sequences_scores - ref["beam_scores"]).abs().max().item()
-    out["sample_shape"] = list(model.generate(src, attention_mask=mask, max_new_tokens=new, do_sample=True).shape)
+    sample = model.generate(src, attention_mask=mask, max_new_tokens=new, do_sample=True, num_beams=1)
+    out["sample_shape"] = list(sample.shape)
+    # a bare generate(): the export's generation_config.json holds fairseq-generate's defaults
+    default = model.generate(src, attention_mask=mask, output_scores=True, return_dict_in_generate=True)
+    tokens = [row[1:][row[1:] != model.config.pad_token_id].tolist() for row in default.sequences]
+    out["default_equal"] = tokens == ref["default_tokens"]
+    out["default_score_diff"] = (default.sequences_scores - ref["default_scores"]).abs().max().item()
 
 
 if __name__ == "__main__":

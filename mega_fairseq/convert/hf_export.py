@@ -452,6 +452,9 @@ def export(
         else:
             save_weights(weights, tmp, DTYPES[dtype])
             config.save_pretrained(tmp)
+        generation = target.generation_defaults(model, task)
+        if generation:
+            transformers.GenerationConfig(**generation).save_pretrained(tmp)
         write_model_code(tmp, native, target.hf_class)
         add_auto_map(tmp / "config.json", target.hf_class, native)
         dictionary.save(str(tmp / "dict.txt"))

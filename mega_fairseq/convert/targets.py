@@ -153,6 +153,11 @@ class Target:
     def prepare_import(self, model: nn.Module, hf_config) -> None:
         """Adds to a freshly built `model` what `from_hf` fills beyond the options (e.g. the imported head)."""
 
+    def generation_defaults(self, model: nn.Module, task) -> Optional[Dict[str, Any]]:
+        """`generation_config.json` values making transformers' generate() decode as fairseq does by default
+        (None: the class does not generate, or transformers' defaults stand)."""
+        return None
+
     def fairseq_outputs(self, model: nn.Module, tokens: Tensor) -> Tensor:
         """The fairseq model's output on probe `tokens` (B, T), comparable with `hf_outputs`."""
         raise NotImplementedError
@@ -479,6 +484,26 @@ class TranslationTarget(Target):
             target_lang="tgt",
         )
         return "mega", options
+
+    def generation_defaults(self, model, task) -> Dict[str, Any]:
+        """fairseq-generate's defaults: beam 5, --lenpen 1, --min-len 1 (no empty translation), at most
+        --max-len-b 200 tokens (and the decoder's max positions - 1); a finished beam search stops (fairseq
+        finalises `beam` hypotheses).  Decoding starts with </s> (fairseq's prev_output_tokens)."""
+        from fairseq.dataclass.configs import GenerationConfig  # fairseq-generate's option defaults
+
+        fairseq_defaults = GenerationConfig()
+        tgt = task.target_dictionary
+        return dict(
+            decoder_start_token_id=tgt.eos(),
+            bos_token_id=tgt.bos(),
+            eos_token_id=tgt.eos(),
+            pad_token_id=tgt.pad(),
+            num_beams=fairseq_defaults.beam,
+            length_penalty=fairseq_defaults.lenpen,
+            min_new_tokens=fairseq_defaults.min_len,
+            max_new_tokens=min(fairseq_defaults.max_len_b, model.max_decoder_positions() - 1),
+            early_stopping=True,
+        )
 
     def fairseq_outputs(self, model, tokens) -> Tensor:
         return model(tokens, None, decoder_inputs(tokens))[0]
