@@ -97,6 +97,12 @@ def tokenizer_and_pipeline(export_dir: str, ref) -> dict:
     model = generator.model
     expected = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False)
     out["pipeline_equal"] = text == tokenizer.decode(expected[0, ids.size(1) :], skip_special_tokens=True)
+    # a batch of texts (left-padded by the tokenizer) continues each text as it continues alone
+    out["padding_side"] = tokenizer.padding_side
+    settings = dict(max_new_tokens=6, do_sample=False, return_full_text=False)
+    alone = [generator(line, **settings)[0]["generated_text"] for line in ref["lines"]]
+    together = [r[0]["generated_text"] for r in generator(ref["lines"], batch_size=len(ref["lines"]), **settings)]
+    out["batch_equal"] = together == alone
     return out
 
 

@@ -342,7 +342,8 @@ def test_model_card_has_hub_front_matter_and_a_snippet_that_runs_as_written(chun
 
 def test_causal_tokenizer_and_text_generation_pipeline(spm_lm, tmp_path):  # noqa: F811
     """With --spm: the tokenizer adds no special tokens to a causal LM's text, its model_max_length is the model's
-    max positions, and the text-generation pipeline runs (== generate() on the same ids), on every env available."""
+    max positions, it pads on the left, and the text-generation pipeline runs (== generate() on the same ids; a
+    batch == each text alone), on every env available."""
     import sentencepiece as spm
 
     from mega_fairseq.convert.hf_export import export, load_fairseq_model
@@ -361,7 +362,8 @@ def test_causal_tokenizer_and_text_generation_pipeline(spm_lm, tmp_path):  # noq
     torch.save({"lines": lines, "ids": ids}, tmp_path / "ref.pt")
     for python in [sys.executable] + ([HF5_PYTHON] if Path(HF5_PYTHON).exists() else []):
         result = check(python, tmp_path / "hf", tmp_path / "ref.pt")
-        assert result["ids_equal"] and result["pipeline_equal"], result
+        assert result["ids_equal"] and result["pipeline_equal"] and result["batch_equal"], result
+        assert result["padding_side"] == "left", result
         assert result["model_max_length"] == model.max_positions(), result
 
 

@@ -144,7 +144,8 @@ def save_tokenizer(
 
     model_max_length: the model's longest input (pipelines truncate to it).  add_special_tokens=False (a causal LM,
     which consumes bare pieces): the fast tokenizer's post-processor adds nothing, so ``tokenizer(text)`` gives
-    the pieces' ids as fairseq's language_modeling task reads them.  target_dictionary (a translation model's): the
+    the pieces' ids as fairseq's language_modeling task reads them, and pads on the left (transformers' convention
+    for decoder-only generation, which the model code decodes exactly).  target_dictionary (a translation model's): the
     fast tokenizer encodes a text as fairseq's translation source (pieces + </s>) and decodes the target; refused
     (`check_joined`) unless it is `dictionary` itself."""
     from transformers import XLMRobertaTokenizer, XLMRobertaTokenizerFast
@@ -166,6 +167,8 @@ def save_tokenizer(
         vocab_file = Path(tmp) / "sentencepiece.bpe.model"
         vocab_file.write_bytes(model_bytes)
         kwargs = {"model_max_length": model_max_length} if model_max_length else {}
+        if not add_special_tokens and target_dictionary is None:  # a causal LM: batches of prompts pad on the left
+            kwargs["padding_side"] = "left"
         slow = XLMRobertaTokenizer(vocab_file=str(vocab_file), **kwargs)
         fast = XLMRobertaTokenizerFast(vocab_file=str(vocab_file), **kwargs)
         fast.save_pretrained(out_dir)  # tokenizer.json + tokenizer_config.json + special tokens
