@@ -294,6 +294,19 @@ def model_card(
             f"{cfg.attention_activation} attention: transformers 4.x's own Mega decodes it with a wrong length "
             "normalizer; the model code decodes exactly."
         )
+    if target.hf_class == "MegaForCausalLM":
+        notes.append(
+            "Decoding: fairseq decodes a language model after `</s>` (id 2): start a prompt with it to get "
+            "fairseq-interactive's continuation; `length_penalty=0.0, early_stopping=True` give its `--lenpen 0` beam "
+            "search. Batches of prompts are left-padded (pass the `attention_mask`); each row decodes as it would "
+            "alone."
+        )
+    if target.hf_class == "EncoderDecoderModel":
+        notes.append(
+            "Decoding: `generation_config.json` holds fairseq-generate's defaults (beam 5, `--lenpen 1`, "
+            "`--min-len 1`, `--max-len-b 200`), so a bare `generate()` returns fairseq-generate's translation; keyword arguments "
+            "override them."
+        )
     if tokenizer_note:
         notes.append(tokenizer_note)
     tasks = list(custom_pipelines(target.hf_class))
