@@ -304,8 +304,8 @@ def model_card(
     if target.hf_class == "EncoderDecoderModel":
         notes.append(
             "Decoding: `generation_config.json` holds fairseq-generate's defaults (beam 5, `--lenpen 1`, "
-            "`--min-len 1`, `--max-len-b 200`), so a bare `generate()` returns fairseq-generate's translation; keyword arguments "
-            "override them."
+            "`--min-len 1`, `--max-len-b 200`), so a bare `generate()` returns fairseq-generate's translation; "
+            "keyword arguments override them."
         )
     if tokenizer_note:
         notes.append(tokenizer_note)
