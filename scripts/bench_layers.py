@@ -56,13 +56,14 @@ Usage (the default run takes about 11 minutes on 2 idle AMD EPYC cores, most of 
     python scripts/bench_layers.py                 # L = 512, 2048, 8192 x chunk -1, 1024
     python scripts/bench_layers.py --quick         # L = 512, 2048
     python scripts/bench_layers.py --lengths 2048 --chunks -1 --profile   # + torch.profiler tables
-    # fused softmax attention (default) vs the explicit (L, L) route, long contexts at batch 1:
+    # our attention routes (default "auto": blockwise from 4096 keys on the CPU), long contexts at batch 1:
     python scripts/bench_layers.py --lengths 2048 8192 16384 --chunks -1 --batch 1 --hf-max-length 8192
-    python scripts/bench_layers.py --lengths 2048 8192 --chunks -1 --batch 1 --explicit-attention
+    python scripts/bench_layers.py --lengths 2048 8192 --chunks -1 --batch 1 --attention explicit   # or sdpa
 Options: --lengths, --chunks, --batch, --repeats, --quick, --threads (default: all cores), --row-budget,
---isolate-memory, --profile [--profile-top K], --tolerance, --explicit-attention (ours without the fused
-scaled_dot_product_attention route: the (L, L) scores of every layer), --hf-max-length L (HF rows only up
-to L; longer rows time ours alone: HF holds several (L, L) matrices per layer).
+--isolate-memory, --profile [--profile-top K], --tolerance, --attention auto|explicit|sdpa|blockwise (our
+softmax attention route, `attention_kernel.FUSED_ATTENTION`; --explicit-attention = --attention explicit: the
+(L, L) scores of every layer), --hf-max-length L (HF rows only up to L; longer rows time ours alone: HF holds
+several (L, L) matrices per layer).
 """
 
 import argparse
@@ -295,6 +296,16 @@ def run_row(pair: Pair, length: int, args, check_grads: bool, log):
     )
 
 
+ATTENTION_SETTINGS = {"auto": "auto", "explicit": False, "sdpa": "sdpa", "blockwise": "blockwise"}
+ATTENTION_SETTING_NAMES = {value: name for name, value in ATTENTION_SETTINGS.items()}
+ATTENTION_DESCRIPTIONS = {
+    "auto": "explicit below 4096 keys per block, blockwise from there on the CPU",
+    "explicit": "(L, L) scores and weights",
+    "sdpa": "torch's scaled_dot_product_attention, rotary bias folded into q/k",
+    "blockwise": "blocks of query rows recomputed in backward, rotary bias folded into q/k",
+}
+
+
 def attention_kernel():
     from mega_fairseq.modules import attention_kernel
 
@@ -315,7 +326,8 @@ def isolated_peak(which: str, length: int, chunk: int, threads: int) -> dict:
         str(threads),
         "--batch",
         str(BATCH),
-        *(["--explicit-attention"] if not attention_kernel().FUSED_ATTENTION else []),
+        "--attention",
+        ATTENTION_SETTING_NAMES[attention_kernel().FUSED_ATTENTION],
     ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -374,9 +386,17 @@ def parse_args(argv=None):
     p.add_argument("--json", type=str, default=None, help="also write the rows to this JSON file")
     p.add_argument("--batch", type=int, default=BATCH, help=f"sequences per step (default {BATCH})")
     p.add_argument(
+        "--attention",
+        choices=sorted(ATTENTION_SETTINGS),
+        default="auto",
+        help="our softmax attention route (attention_kernel.FUSED_ATTENTION; default auto)",
+    )
+    p.add_argument(
         "--explicit-attention",
-        action="store_true",
-        help="ours without the fused scaled_dot_product_attention route (the (L, L) scores, as before it)",
+        action="store_const",
+        dest="attention",
+        const="explicit",
+        help="= --attention explicit: the (L, L) scores and weights of every layer",
     )
     p.add_argument("--hf-max-length", type=int, default=1 << 30, help="run HF only at lengths up to this")
     p.add_argument("--_memory-worker", dest="_memory_worker", choices=["ours", "hf"], help=argparse.SUPPRESS)
@@ -394,7 +414,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     set_batch(args.batch)
-    attention_kernel().FUSED_ATTENTION = not args.explicit_attention
+    attention_kernel().FUSED_ATTENTION = ATTENTION_SETTINGS[args.attention]
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args._memory_worker:
@@ -419,14 +439,7 @@ def main(argv=None):
         f"model: {NUM_LAYERS} layers, {MODEL_SIZES}, batch {BATCH}, vocab {VOCAB}; bidirectional, softmax, rotary, "
         "scalenorm, prenorm, dropout 0, train(); step = forward + backward of hidden.pow(2).mean()"
     )
-    log(
-        "ours: "
-        + (
-            "explicit attention ((L, L) scores and weights)"
-            if args.explicit_attention
-            else "fused attention (scaled_dot_product_attention, rotary bias folded into q/k)"
-        )
-    )
+    log(f"ours: attention route {args.attention!r} ({ATTENTION_DESCRIPTIONS[args.attention]})")
     started = time.perf_counter()
     rows = []
     for chunk in args.chunks:

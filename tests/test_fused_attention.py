@@ -1,6 +1,8 @@
-"""Fused softmax attention (scaled_dot_product_attention with the rotary bias folded into q and k) equals the
-explicit (Lq, Lk) route: outputs and gradients, float64 and float32, masks and causality, within 1e-5 of the
-values' scale (torch's CPU flash kernel computes exp to about float32 accuracy even in float64)."""
+"""The fused routes of softmax attention with the rotary bias folded into q and k -- torch's
+scaled_dot_product_attention ("sdpa") and our blockwise one ("blockwise", one query row per block here so every
+block boundary is crossed) -- equal the explicit (Lq, Lk) route: outputs and gradients, float64 and float32, masks
+and causality, within 1e-5 of the values' scale (torch's CPU flash kernel computes exp to about float32 accuracy
+even in float64)."""
 
 import itertools
 
@@ -14,14 +16,17 @@ from mega_fairseq.modules.relative_position import RotaryRelativePositionalBias,
 from mega_fairseq.testing import randomize_
 
 
-@pytest.fixture
-def explicit_then_fused():
-    """Yields a function running f() with the explicit route, then with the fused one."""
+@pytest.fixture(params=["sdpa", "blockwise"])
+def explicit_then_fused(request, monkeypatch):
+    """Yields a function running f() with the explicit route, then with the fused one of the parameter."""
+    from mega_fairseq.modules import blockwise_attention
+
+    monkeypatch.setattr(blockwise_attention, "BLOCK_ELEMENTS", 1)  # one query row per block
 
     def both(f):
         results = []
-        for fused in (False, True):
-            attention_kernel.FUSED_ATTENTION = fused
+        for setting in (False, request.param):
+            attention_kernel.FUSED_ATTENTION = setting
             results.append(f())
         return results
 
@@ -50,8 +55,8 @@ def run_attend(dtype, causal, padded, q_len, k_len, q_start, h_dim, z_dim=8, see
     return [out.detach()] + [t.grad for t in (q, k, v, bias.alpha, bias.b_param)]
 
 
-# (q_len, k_len, q_start): full attention, fewer queries, one decoding step
-SHAPES = [(9, 9, 0), (7, 12, 0), (1, 12, 11)]
+# (q_len, k_len, q_start): full attention, fewer queries, one decoding step, a block mid-stream (blockwise only)
+SHAPES = [(9, 9, 0), (7, 12, 0), (1, 12, 11), (4, 12, 5)]
 
 
 @pytest.mark.parametrize(
@@ -67,6 +72,9 @@ def test_fused_equals_explicit(explicit_then_fused, causal, padded, shape, h_dim
 
 def test_route_choice():
     rotary, simple = RotaryRelativePositionalBias(8), SimpleRelativePositionalBias(16)
+    blockwise = attention_kernel.blockwise_route_applies
+    assert blockwise("softmax", rotary, 0.0) and not blockwise("softmax", rotary, 0.1)
+    assert not blockwise("softmax", simple, 0.0) and not blockwise("relu2", rotary, 0.0)
     applies = attention_kernel.fused_route_applies
     assert applies("softmax", rotary, 0, True, 10, 0.0)
     assert applies("softmax", rotary, 9, True, 10, 0.0)  # a decoding step: causality masks nothing
@@ -76,9 +84,14 @@ def test_route_choice():
     assert not applies("laplace", rotary, 0, False, 10, 0.0)
 
 
-def test_fused_route_holds_no_length_squared_tensor(monkeypatch):
-    """At L = 1024 the explicit route allocates (L, L) scores; the fused one runs the flash kernel instead."""
-    monkeypatch.setattr(attention_kernel, "FUSED_ATTENTION", True)  # "auto" takes it on the CPU from 4096 keys
+@pytest.mark.parametrize("setting", ["sdpa", "blockwise"])
+def test_fused_route_holds_no_length_squared_tensor(monkeypatch, setting):
+    """At L = 1024 the explicit route allocates (L, L) scores; the fused ones never do (the flash kernel, or
+    blocks of 128 query rows)."""
+    from mega_fairseq.modules import blockwise_attention
+
+    monkeypatch.setattr(attention_kernel, "FUSED_ATTENTION", setting)  # "auto" fuses on the CPU from 4096 keys
+    monkeypatch.setattr(blockwise_attention, "BLOCK_ELEMENTS", 128 * 1024)
     length, z_dim = 1024, 16
     q, k = torch.randn(1, 1, length, z_dim), torch.randn(1, 1, length, z_dim)
     v = torch.randn(1, 1, length, 32, requires_grad=True)
@@ -88,7 +101,7 @@ def test_fused_route_holds_no_length_squared_tensor(monkeypatch):
         ).sum().backward()
     names = {event.key for event in prof.key_averages()}
     assert "aten::_softmax" not in names and not any("baddbmm" in n for n in names)
-    assert any("scaled_dot_product" in n for n in names)
+    assert any("scaled_dot_product" in n for n in names) == (setting == "sdpa")
     largest = max(event.cpu_memory_usage for event in prof.events())
     assert largest < length * length * 4 / 2  # far below one (L, L) float matrix
 
@@ -115,14 +128,18 @@ def test_stack_gradients_equal(explicit_then_fused, causal, chunk):
         assert (a - b).abs().max().item() <= 1e-6 * max(a.abs().max().item(), 1.0)
 
 
-def test_auto_takes_the_fused_route_on_cpu_only_for_long_keys(monkeypatch):
-    """ "auto" (the default): explicit below FUSED_MIN_KEYS_CPU keys on the CPU (faster there), fused from it on."""
+def test_auto_takes_the_blockwise_route_on_cpu_only_for_long_keys(monkeypatch):
+    """ "auto" (the default) on the CPU: explicit below FUSED_MIN_KEYS_CPU keys (faster there), blockwise from it
+    on (linear memory, the explicit route's arithmetic); the flash kernel (sdpa) only on CUDA."""
     assert attention_kernel.FUSED_ATTENTION == "auto"
     calls = []
-    monkeypatch.setattr(attention_kernel, "fused_softmax_attention", lambda *a, **k: calls.append(a) or a[0])
+    for name in ("fused_softmax_attention", "blockwise_rotary_attention"):
+        monkeypatch.setattr(attention_kernel, name, lambda *a, _name=name, **k: calls.append((_name, a)) or a[0])
     bias = RotaryRelativePositionalBias(8)
     for k_len in (16, attention_kernel.FUSED_MIN_KEYS_CPU):
         q = torch.zeros(1, 1, 2, 8)
         k, v = torch.zeros(1, 1, k_len, 8), torch.zeros(1, 1, k_len, 8)
         attention_kernel.attend(q, k, v, activation="softmax", rel_pos_bias=bias)
-    assert len(calls) == 1 and calls[0][1].size(-2) == attention_kernel.FUSED_MIN_KEYS_CPU
+    assert [(name, a[1].size(-2)) for name, a in calls] == [
+        ("blockwise_rotary_attention", attention_kernel.FUSED_MIN_KEYS_CPU)
+    ]

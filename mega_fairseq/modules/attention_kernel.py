@@ -4,9 +4,12 @@ Tensors are (batch, blocks, length, width): `blocks` is the number of Mega-chunk
 unchunked).  Query i sits at block-local position q_start + i; keys sit at 0..k_len-1.
 Masks use fairseq's convention: key_padding_mask is True at padding.
 
-Two exact routes compute the same function (`attend` picks one):
+Three exact routes compute the same function (`attend` picks one, `route`):
 
 - the explicit one materialises the (Lq, Lk) scores and weights of every (batch, block): baddbmm + softmax;
+- the blockwise one (softmax with the rotary bias, no attention dropout) folds the bias into q and k as below and
+  runs `blockwise_attention`: blocks of query rows, recomputed in backward, so no (Lq, Lk) tensor is kept and the
+  arithmetic is the explicit route's (the CPU default for long blocks);
 - the fused one (softmax attention with the rotary bias, no attention dropout, causality aligned at q_start=0)
   calls `torch.nn.functional.scaled_dot_product_attention`, whose flash kernels (CPU and GPU) never hold an
   (Lq, Lk) matrix.  The rotary bias is rank z in positions, bias[i, j] = a_i . b_j, so it folds into the
@@ -23,6 +26,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .blockwise_attention import blockwise_softmax_attention
 
 LAPLACE_MU = 0.707107
 LAPLACE_STD = 0.282095
@@ -41,18 +46,38 @@ ELEMENT_ACTIVATIONS = {"laplace": laplace, "relu2": relu2}
 # the vocabulary of `MegaLayerConfig.attention_activation` (`--attention-activation-fn`): softmax or an element-wise one
 ATTENTION_ACTIVATIONS = ("softmax", *ELEMENT_ACTIVATIONS)
 
-# `attend` takes the fused route where it is exact and pays: "auto" = on CUDA always, on the CPU when the
-# attended keys number at least FUSED_MIN_KEYS_CPU (there the L x L scores bound memory; below it the CPU flash
-# kernel's recomputation costs 10-40% more time than it saves: chunk 128-512 and L <= 2K measured); True forces the
-# fused route wherever it is exact, False the explicit one (tests, benchmarks)
+# How `attend` computes softmax attention with the rotary bias (exact on every route; others take the explicit one):
+#   "auto"      on CUDA the fused kernel ("sdpa"); on the CPU "blockwise" once a block attends to at least
+#               FUSED_MIN_KEYS_CPU keys (there the (L, L) scores bound memory and the blockwise route is also the
+#               fastest: it does the explicit route's arithmetic where the CPU flash kernel recomputes q k^T for
+#               each value group), below that "explicit" (small scores: materialising them is cheapest)
+#   "sdpa" / True    torch's scaled_dot_product_attention wherever it is exact (`fused_route_applies`)
+#   "blockwise"      `blockwise_attention` wherever it is exact (`blockwise_route_applies`)
+#   False            the explicit route (tests, benchmarks)
 FUSED_ATTENTION = "auto"
 FUSED_MIN_KEYS_CPU = 4096
+ROUTES = ("explicit", "sdpa", "blockwise")
 
 
-def _fused_pays(query: Tensor, k_len: int) -> bool:
-    if FUSED_ATTENTION == "auto":
-        return query.device.type == "cuda" or k_len >= FUSED_MIN_KEYS_CPU
-    return bool(FUSED_ATTENTION)
+def route(
+    query: Tensor, k_len: int, activation: str, rel_pos_bias, q_start: int, causal: bool, dropout_p: float
+) -> str:
+    """Which of `ROUTES` `attend` takes for these arguments under the `FUSED_ATTENTION` setting."""
+    setting = FUSED_ATTENTION
+    if setting == "auto":
+        if query.device.type == "cuda":
+            setting = "sdpa"
+        elif k_len >= FUSED_MIN_KEYS_CPU:
+            setting = "blockwise"
+        else:
+            return "explicit"
+    if setting is True or setting == "sdpa":
+        return (
+            "sdpa" if fused_route_applies(activation, rel_pos_bias, q_start, causal, k_len, dropout_p) else "explicit"
+        )
+    if setting == "blockwise":
+        return "blockwise" if blockwise_route_applies(activation, rel_pos_bias, dropout_p) else "explicit"
+    return "explicit"
 
 
 def visibility(
@@ -90,10 +115,11 @@ def attend(
     and the (Lq, Lk) bias are fused into one batched GEMM (baddbmm), so no separate
     (B, n, Lq, Lk) pass is spent on them.
     """
-    if _fused_pays(query, key.size(-2)) and fused_route_applies(
-        activation, rel_pos_bias, q_start, causal, key.size(-2), dropout_p
-    ):
+    chosen = route(query, key.size(-2), activation, rel_pos_bias, q_start, causal, dropout_p)
+    if chosen == "sdpa":
         return fused_softmax_attention(query, key, value, rel_pos_bias, q_start, causal, key_padding_mask)
+    if chosen == "blockwise":
+        return blockwise_rotary_attention(query, key, value, rel_pos_bias, q_start, causal, key_padding_mask)
     act = None
     if activation != "softmax":
         act = ELEMENT_ACTIVATIONS.get(activation)
@@ -147,6 +173,42 @@ def fused_route_applies(
     if activation != "softmax" or dropout_p > 0.0 or not hasattr(rel_pos_bias, "query_key_factors"):
         return False
     return not (causal and q_start < k_len - 1 and q_start != 0)
+
+
+def blockwise_route_applies(activation: str, rel_pos_bias, dropout_p: float) -> bool:
+    """Whether `blockwise_rotary_attention` computes exactly what the explicit route does: softmax, a bias of rank
+    z (`query_key_factors`, the rotary one) and no attention dropout; any causal alignment."""
+    return activation == "softmax" and dropout_p == 0.0 and hasattr(rel_pos_bias, "query_key_factors")
+
+
+def blockwise_rotary_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    rel_pos_bias,
+    q_start: int = 0,
+    causal: bool = False,
+    key_padding_mask: Optional[Tensor] = None,
+) -> Tensor:
+    """softmax(q k^T / sqrt(z) + a_i . b_j) v with masks by blocks of queries (`blockwise_attention`): query
+    (B, n, Lq, z), key (B, n, Lk, z), value (B, n, Lk, H), key_padding_mask (B, n, Lk) -> (B, n, Lq, H), with
+    q' = [q / sqrt(z), a_i] and k' = [k, b_j] (gradients reach the bias through the concatenation)."""
+    lead, q_len, k_len, z_dim = query.shape[:-2], query.size(-2), key.size(-2), query.size(-1)
+    if key_padding_mask is not None and not bool(key_padding_mask.any()):
+        key_padding_mask = None
+    query_factor, key_factor = rel_pos_bias.query_key_factors(k_len, q_start, q_len)
+    folded_q = torch.cat([query * z_dim**-0.5, query_factor.to(query.dtype).expand(*lead, q_len, z_dim)], dim=-1)
+    folded_k = torch.cat([key, key_factor.to(key.dtype).expand(*lead, k_len, z_dim)], dim=-1)
+    mask = None if key_padding_mask is None else key_padding_mask.reshape(-1, k_len)
+    out = blockwise_softmax_attention(
+        folded_q.reshape(-1, q_len, 2 * z_dim),
+        folded_k.reshape(-1, k_len, 2 * z_dim),
+        value.reshape(-1, k_len, value.size(-1)),
+        q_start=q_start,
+        causal=causal,
+        key_padding_mask=mask,
+    )
+    return out.view(*lead, q_len, value.size(-1))
 
 
 def fused_softmax_attention(
