@@ -13,8 +13,8 @@ Three exact routes compute the same function (`attend` picks one, `route`):
 - the fused one (softmax attention with the rotary bias, no attention dropout, causality aligned at q_start=0)
   calls `torch.nn.functional.scaled_dot_product_attention`, whose flash kernels (CPU and GPU) never hold an
   (Lq, Lk) matrix.  The rotary bias is rank z in positions, bias[i, j] = a_i . b_j, so it folds into the
-  queries and keys by concatenation:  q' = [q, sqrt(z) a_i (, 1)],  k' = [k, b_j (, -BIG at padding)],
-  scale 1/sqrt(z):  q' k'^T / sqrt(z) = q k^T / sqrt(z) + a_i . b_j  (- BIG/sqrt(z) at padding, whose
+  queries and keys by concatenation (`fold_rotary_bias`):  q' = [q / sqrt(z), a_i (, 1)],
+  k' = [k, b_j (, -BIG at padding)]:  q' k'^T = q k^T / sqrt(z) + a_i . b_j  (- BIG at padding, whose
   weight underflows to exactly 0).  Flash kernels need the value width to equal the query/key width W,
   so the value width H is cut into ceil(H / W) groups of width W (zero-padded) sharing q' and k'.
   Causality goes through the kernel's `is_causal`; rows that may read no key are set to zero afterwards.
@@ -181,6 +181,16 @@ def blockwise_route_applies(activation: str, rel_pos_bias, dropout_p: float) -> 
     return activation == "softmax" and dropout_p == 0.0 and hasattr(rel_pos_bias, "query_key_factors")
 
 
+def fold_rotary_bias(query: Tensor, key: Tensor, rel_pos_bias, q_start: int = 0):
+    """(q', k') = ([q / sqrt(z), a_i], [k, b_j]): q' k'^T = q k^T / sqrt(z) + a_i . b_j for a bias of rank z
+    (`query_key_factors`, the rotary one).  query (..., Lq, z), key (..., Lk, z) -> (..., Lq, 2z), (..., Lk, 2z)."""
+    lead, q_len, k_len, z_dim = query.shape[:-2], query.size(-2), key.size(-2), query.size(-1)
+    query_factor, key_factor = rel_pos_bias.query_key_factors(k_len, q_start, q_len)
+    folded_q = torch.cat([query * z_dim**-0.5, query_factor.to(query.dtype).expand(*lead, q_len, z_dim)], dim=-1)
+    folded_k = torch.cat([key, key_factor.to(key.dtype).expand(*lead, k_len, z_dim)], dim=-1)
+    return folded_q, folded_k
+
+
 def blockwise_rotary_attention(
     query: Tensor,
     key: Tensor,
@@ -193,16 +203,14 @@ def blockwise_rotary_attention(
     """softmax(q k^T / sqrt(z) + a_i . b_j) v with masks by blocks of queries (`blockwise_attention`): query
     (B, n, Lq, z), key (B, n, Lk, z), value (B, n, Lk, H), key_padding_mask (B, n, Lk) -> (B, n, Lq, H), with
     q' = [q / sqrt(z), a_i] and k' = [k, b_j] (gradients reach the bias through the concatenation)."""
-    lead, q_len, k_len, z_dim = query.shape[:-2], query.size(-2), key.size(-2), query.size(-1)
+    lead, q_len, k_len = query.shape[:-2], query.size(-2), key.size(-2)
     if key_padding_mask is not None and not bool(key_padding_mask.any()):
         key_padding_mask = None
-    query_factor, key_factor = rel_pos_bias.query_key_factors(k_len, q_start, q_len)
-    folded_q = torch.cat([query * z_dim**-0.5, query_factor.to(query.dtype).expand(*lead, q_len, z_dim)], dim=-1)
-    folded_k = torch.cat([key, key_factor.to(key.dtype).expand(*lead, k_len, z_dim)], dim=-1)
+    folded_q, folded_k = fold_rotary_bias(query, key, rel_pos_bias, q_start)
     mask = None if key_padding_mask is None else key_padding_mask.reshape(-1, k_len)
     out = blockwise_softmax_attention(
-        folded_q.reshape(-1, q_len, 2 * z_dim),
-        folded_k.reshape(-1, k_len, 2 * z_dim),
+        folded_q.reshape(-1, q_len, folded_q.size(-1)),
+        folded_k.reshape(-1, k_len, folded_k.size(-1)),
         value.reshape(-1, k_len, value.size(-1)),
         q_start=q_start,
         causal=causal,
@@ -223,13 +231,12 @@ def fused_softmax_attention(
     """softmax(q k^T / sqrt(z) + a_i . b_j) v with masks, through `scaled_dot_product_attention`, no (Lq, Lk)
     tensor: query (B, n, Lq, z), key (B, n, Lk, z), value (B, n, Lk, H), key_padding_mask (B, n, Lk) -> (B, n, Lq, H).
     See the module docstring for the folding; `fused_route_applies` says when it is exact."""
-    lead, q_len, k_len, z_dim = query.shape[:-2], query.size(-2), key.size(-2), query.size(-1)
+    lead, q_len, k_len = query.shape[:-2], query.size(-2), key.size(-2)
     if key_padding_mask is not None and not bool(key_padding_mask.any()):
         key_padding_mask = None
     is_causal = causal and q_start < k_len - 1  # fused_route_applies: then q_start == 0
-    query_factor, key_factor = rel_pos_bias.query_key_factors(k_len, q_start, q_len)
-    q_parts = [query, (query_factor * z_dim**0.5).to(query.dtype).expand(*lead, q_len, z_dim)]
-    k_parts = [key, key_factor.to(key.dtype).expand(*lead, k_len, z_dim)]
+    folded_q, folded_k = fold_rotary_bias(query, key, rel_pos_bias, q_start)
+    q_parts, k_parts = [folded_q], [folded_k]
     if key_padding_mask is not None:  # one more column: 1 . (-BIG) at padded keys, 1 . 0 elsewhere
         big = min(1e6, torch.finfo(key.dtype).max / 4)
         q_parts.append(query.new_ones(*lead, q_len, 1))
@@ -243,7 +250,7 @@ def fused_softmax_attention(
     value = value.reshape(-1, k_len, groups, width).transpose(1, 2).reshape(-1, 1, k_len, width)
     fused_q = fused_q.reshape(-1, 1, q_len, width).expand(-1, groups, q_len, width).reshape(-1, 1, q_len, width)
     fused_k = fused_k.reshape(-1, 1, k_len, width).expand(-1, groups, k_len, width).reshape(-1, 1, k_len, width)
-    out = F.scaled_dot_product_attention(fused_q, fused_k, value, is_causal=is_causal, scale=z_dim**-0.5)
+    out = F.scaled_dot_product_attention(fused_q, fused_k, value, is_causal=is_causal, scale=1.0)
     out = out.reshape(-1, groups, q_len, width).transpose(1, 2).reshape(*lead, q_len, groups * width)[..., :h_dim]
     if key_padding_mask is not None:  # rows that may read no key give zeros, as in the explicit route
         visible = ~key_padding_mask
