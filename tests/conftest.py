@@ -168,3 +168,15 @@ def assert_exports_to_transformers(checkpoint, data, auto_class: str, out_dir, h
     loaded = getattr(transformers, auto_class).from_pretrained(str(out_dir))
     assert type(loaded).__name__.startswith("MegaFor") or type(loaded).__name__ == "MegaModel"
     return diff
+
+
+def train_spm(corpus, prefix, vocab_size: int, **options):
+    """A unigram sentencepiece model `prefix`.model trained on the text file `corpus` (no BOS/EOS/PAD pieces, <unk>
+    id 0, as fairseq's dictionaries expect); returns its processor."""
+    import sentencepiece as spm
+
+    settings = dict(model_type="unigram", character_coverage=1.0, minloglevel=2, bos_id=-1, eos_id=-1, pad_id=-1)
+    spm.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(prefix), vocab_size=vocab_size, unk_id=0, **{**settings, **options}
+    )
+    return spm.SentencePieceProcessor(model_file=f"{prefix}.model")

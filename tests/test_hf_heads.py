@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from conftest import REPO, fairseq_cli
+from conftest import REPO, fairseq_cli, train_spm
 
 AUTO_CLASSES = {
     "masked_lm": "AutoModelForMaskedLM",
@@ -107,25 +107,11 @@ def spm_lm(tmp_path_factory):
     """(data-bin, checkpoint, spm model, raw valid lines) of a mega_lm_hf trained 3 updates on sentencepiece pieces."""
     from pydoc_data.topics import topics
 
-    import sentencepiece as spm
-
     root = tmp_path_factory.mktemp("spm_lm")
     lines = sorted({line.strip() for text in topics.values() for line in text.splitlines() if len(line.strip()) > 30})
     (root / "train.txt").write_text("\n".join(lines[::2][:1500]) + "\n")
     valid = lines[1::2][:200]
-    spm.SentencePieceTrainer.train(
-        input=str(root / "train.txt"),
-        model_prefix=str(root / "spm"),
-        vocab_size=500,
-        model_type="unigram",
-        character_coverage=1.0,
-        minloglevel=2,
-        bos_id=-1,
-        eos_id=-1,
-        unk_id=0,
-        pad_id=-1,
-    )
-    processor = spm.SentencePieceProcessor(model_file=str(root / "spm.model"))
+    processor = train_spm(root / "train.txt", root / "spm", 500)
     for split, text in (("train", lines[::2][:1500]), ("valid", valid)):
         (root / f"{split}.spm").write_text("".join(" ".join(processor.encode(t, out_type=str)) + "\n" for t in text))
     fairseq_cli(

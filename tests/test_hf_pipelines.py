@@ -4,18 +4,17 @@ the tasks transformers 5.x removed: question-answering, translation, text2text-g
 gives what the model computes by hand (and fairseq), and the same on both versions."""
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 from test_hf_heads import checkpoint_with_heads  # noqa: F401  (fixture)
+from test_hf_remote_code import HF5_PYTHON
+from test_hf_remote_code import check as run_check
 
-from conftest import REPO, fairseq_cli
+from conftest import fairseq_cli, train_spm
 
-HF5_PYTHON = os.environ.get("MEGA_HF5_PYTHON") or str(REPO / ".venv-hf5" / "bin" / "python")
 PYTHONS = [sys.executable] + ([HF5_PYTHON] if Path(HF5_PYTHON).exists() else [])
 QA_EXAMPLES = [
     ["w1 w2", "w3 w4 w5 w6 w7 a1 a2 p3 q4 w9"],
@@ -25,16 +24,9 @@ QA_EXAMPLES = [
 
 
 def check(python: str, export_dir: Path, spec: dict, spec_file: Path) -> dict:
+    """tests/hf_pipeline_check.py run by `python` on `export_dir` with `spec` (written to `spec_file`)."""
     spec_file.write_text(json.dumps(spec), encoding="utf-8")
-    proc = subprocess.run(
-        [python, str(REPO / "tests" / "hf_pipeline_check.py"), str(export_dir), str(spec_file)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
+    return run_check(python, export_dir, spec_file, script="hf_pipeline_check.py")
 
 
 @pytest.fixture(scope="module")
@@ -161,27 +153,13 @@ def test_spm_tokenizer_is_refused_for_separate_translation_dictionaries(tmp_path
 def spm_translation_data(root: Path):
     """The toy parallel task (w_i -> w_(i+1) reversed) encoded with a tiny unigram sentencepiece model, binarized
     with one joined dictionary: (data-bin, spm model, raw test source lines)."""
-    import sentencepiece as spm
     from test_translation import preprocess, write_toy_parallel
 
     write_toy_parallel(root / "text", {"train": 60, "valid": 8, "test": 8})
     raw = root / "text"
     corpus = root / "spm_train.txt"
     corpus.write_text((raw / "train.en").read_text() + (raw / "train.de").read_text())
-    spm.SentencePieceTrainer.train(
-        input=str(corpus),
-        model_prefix=str(root / "spm"),
-        vocab_size=40,
-        model_type="unigram",
-        character_coverage=1.0,
-        hard_vocab_limit=False,
-        minloglevel=2,
-        bos_id=-1,
-        eos_id=-1,
-        unk_id=0,
-        pad_id=-1,
-    )
-    processor = spm.SentencePieceProcessor(model_file=str(root / "spm.model"))
+    processor = train_spm(corpus, root / "spm", 40, hard_vocab_limit=False)
     (root / "pieces").mkdir()
     for path in raw.iterdir():
         lines = path.read_text().splitlines()

@@ -76,9 +76,11 @@ def reference(checkpoint, data, path: Path, beam: int = 3) -> Path:
     return path
 
 
-def check(python: str, export_dir: Path, ref: Path) -> dict:
+def check(python: str, export_dir: Path, ref: Path, script: str = "hf_remote_check.py") -> dict:
+    """The JSON line tests/`script` prints when `python` (another transformers env, or this one) runs it on
+    `export_dir` with the reference file `ref`."""
     proc = subprocess.run(
-        [python, str(REPO / "tests" / "hf_remote_check.py"), str(export_dir), str(ref)],
+        [python, str(REPO / "tests" / script), str(export_dir), str(ref)],
         capture_output=True,
         text=True,
         timeout=600,
