@@ -2,11 +2,14 @@
 """The demos' log helper: fairseq's progress lines without third-party noise, and a PNG of validation curves.
 
     fairseq-train ... 2>&1 | tee run/train.log | python scripts/demo_logs.py filter
+    python scripts/prepare_lra.py ... 2>&1 | python scripts/demo_logs.py quiet
     python scripts/demo_logs.py plot OUT.png mega=run/mega/train.log transformer=run/transformer/train.log
 
 `filter` passes fairseq's own log lines (``2026-01-01 12:00:00 | INFO | ...``) and drops what drowns them:
 hydra/omegaconf deprecation warnings, the full config dict, the model's module tree, the tensorboardX hint
 of an unrelated fairseq task.  From a ``Traceback`` on, everything is passed, so a failure shows in full.
+`quiet` passes every line but third-party warnings (e.g. fairscale's torch.cuda.amp deprecation, printed by
+any process importing fairseq) and that hint: for our own tools, whose messages and errors must all show.
 
 `plot` reads the validation lines of fairseq's simple log format (``valid on 'valid' subset | loss 5.4 |
 ... | num_updates 300``) of each LABEL=LOG and draws every validation metric found (loss, and bleu or
@@ -34,6 +37,26 @@ METRICS = ("loss", "bleu", "accuracy")
 def keep(line: str) -> bool:
     """Whether `filter` passes one line (before any traceback)."""
     return bool(LOG_LINE.match(line)) and not any(pattern.search(line) for pattern in NOISE)
+
+
+# a third-party library's warning (file in site-packages), followed by its indented source line
+THIRD_PARTY_WARNING = re.compile(r"site-packages/.*:\d+: \w*Warning: ")
+FAIRSEQ_HINT = re.compile(r"^INFO:fairseq\.tasks\.text_to_speech:Please install tensorboardX")
+
+
+def quiet_stream(lines, out) -> None:
+    """Passes every line but third-party warnings (with their source line) and fairseq's tensorboardX hint: for
+    the output of our own tools (data preparation), whose messages and errors all show."""
+    skip_source = False
+    for line in lines:
+        if skip_source and line.startswith((" ", "\t")):
+            skip_source = False
+            continue
+        skip_source = bool(THIRD_PARTY_WARNING.search(line))
+        if skip_source or FAIRSEQ_HINT.match(line):
+            continue
+        out.write(line)
+        out.flush()
 
 
 def filter_stream(lines, out) -> None:
@@ -103,13 +126,14 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("filter", help="stdin -> stdout: fairseq's log lines without third-party noise")
+    commands.add_parser("quiet", help="stdin -> stdout: every line but third-party warnings (our tools' output)")
     plotting = commands.add_parser("plot", help="PNG of validation curves of one or more fairseq logs")
     plotting.add_argument("out", type=Path, help="the PNG to write")
     plotting.add_argument("runs", nargs="+", help="LABEL=LOG, e.g. mega=checkpoints/demo/mega/train.log")
     plotting.add_argument("--title", default="")
     args = parser.parse_args(argv)
-    if args.command == "filter":
-        filter_stream(sys.stdin, sys.stdout)
+    if args.command in ("filter", "quiet"):
+        (filter_stream if args.command == "filter" else quiet_stream)(sys.stdin, sys.stdout)
         return
     runs = {}
     for run in args.runs:

@@ -42,7 +42,7 @@ echo "== 1/4 generate ListOps: $TRAIN/$VALID/$TEST expressions of $MIN_LEN-$MAX_
 python scripts/make_listops.py "$RAW" --train "$TRAIN" --valid "$VALID" --test "$TEST" --min-length "$MIN_LEN" --max-length "$MAX_LEN" --seed 1
 
 echo "== 2/4 binarize -> $DATA"
-python scripts/prepare_lra.py listops "$RAW" "$DATA"
+python scripts/prepare_lra.py listops "$RAW" "$DATA" 2>&1 | python scripts/demo_logs.py quiet
 
 HOURS=$(python -c "print($MINUTES / 60)")
 train() {  # name arch threads show(1: progress lines on the terminal) args...

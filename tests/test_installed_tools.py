@@ -156,6 +156,26 @@ def test_demo_log_filter_keeps_fairseq_lines_and_tracebacks():
     assert kept[-3:] == ["Traceback (most recent call last):", '  File "x.py", line 1', "ValueError: boom"]
 
 
+def test_demo_log_quiet_drops_only_third_party_warnings():
+    import io
+
+    text = (
+        "/v/lib/python3.11/site-packages/fairscale/experimental/nn/offload.py:19: FutureWarning: `torch.cuda.amp.x`\n"
+        "  return torch.cuda.amp.custom_fwd(orig_func)  # type: ignore\n"
+        "INFO:fairseq.tasks.text_to_speech:Please install tensorboardX: pip install tensorboardX\n"
+        "listops train: 20 examples\n"
+        "  indented output of our own\n"
+        "mega-prepare-lra: error: RAW_DIR x does not exist\n"
+    )
+    out = io.StringIO()
+    demo_logs.quiet_stream(io.StringIO(text), out)
+    assert out.getvalue().splitlines() == [
+        "listops train: 20 examples",
+        "  indented output of our own",
+        "mega-prepare-lra: error: RAW_DIR x does not exist",
+    ]
+
+
 def test_demo_plot_writes_a_png_of_validation_curves(tmp_path, capsys):
     pytest.importorskip("matplotlib", reason="the demo extra: pip install -e '.[demo]'")
     (tmp_path / "a.log").write_text(LOG)
