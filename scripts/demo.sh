@@ -6,7 +6,9 @@
 #
 # corpus -> sentencepiece -> fairseq-preprocess -> fairseq-train (mega_lm) -> fairseq-eval-lm
 # (validation perplexity) -> fairseq-interactive (a sampled continuation of a prompt).
-# About 6 minutes on 2 CPU cores after the first install.  Environment knobs (all optional):
+# About 2 minutes on 2 idle CPU cores after the first install.  The terminal shows fairseq's progress lines
+# (third-party deprecation noise filtered by scripts/demo_logs.py); full logs go to checkpoints/demo_lm/*.log.
+# Environment knobs (all optional):
 #   MAX_UPDATE (default 300), ARCH (default mega_lm_tiny), MODEL_ARGS (model-size flags for the
 #   default arch), EXTRA (more fairseq-train flags), PROMPT (text to continue)
 # Example, a stock fairseq baseline on the same data:
@@ -38,7 +40,7 @@ python scripts/spm_prepare.py "$TEXT" "$SPM" --vocab-size 4000
 echo "== 3/6 fairseq-preprocess -> $DATA"
 fairseq-preprocess --only-source \
     --trainpref "$SPM/train.spm" --validpref "$SPM/valid.spm" --testpref "$SPM/test.spm" \
-    --destdir "$DATA" --workers 2
+    --destdir "$DATA" --workers 2 2>&1 | tee "$SAVE/preprocess.log" | python scripts/demo_logs.py quiet
 
 echo "== 4/6 fairseq-train --arch $ARCH ($MAX_UPDATE updates) -> $SAVE"
 # shellcheck disable=SC2086  # MODEL_ARGS and EXTRA are lists of flags and must word-split
@@ -49,12 +51,12 @@ fairseq-train "$DATA" \
     --lr 3e-3 --lr-scheduler inverse_sqrt --warmup-updates 100 \
     --max-update "$MAX_UPDATE" --seed 1 --cpu --num-workers 0 \
     --save-dir "$SAVE" --no-epoch-checkpoints --validate-interval-updates 100 --save-interval-updates 100 \
-    --log-format simple --log-interval 25 2>&1 | tee "$SAVE/train.log"
+    --log-format simple --log-interval 25 2>&1 | tee "$SAVE/train.log" | python scripts/demo_logs.py filter
 
 echo "== 5/6 fairseq-eval-lm on the validation split"
 fairseq-eval-lm "$DATA" --user-dir user_dir --path "$SAVE/checkpoint_best.pt" \
     --gen-subset valid --tokens-per-sample 256 --max-tokens 4096 \
-    --cpu --num-workers 0 2>&1 | tee "$SAVE/eval_valid.log"
+    --cpu --num-workers 0 2>&1 | tee "$SAVE/eval_valid.log" | python scripts/demo_logs.py filter
 
 echo "== 6/6 fairseq-interactive: continue \"$PROMPT\""
 echo "$PROMPT" | fairseq-interactive "$DATA" --task language_modeling --user-dir user_dir \
@@ -70,6 +72,6 @@ cat <<SUMMARY
    validation ${ppl:-perplexity: not found (see $SAVE/eval_valid.log)}
    sample: ${sample:-none (see $SAVE/interactive.err)}
    checkpoint: $SAVE/checkpoint_best.pt (last: $SAVE/checkpoint_last.pt)
-   logs: $SAVE/train.log, $SAVE/eval_valid.log, $SAVE/interactive.log
+   logs (in full): $SAVE/preprocess.log, $SAVE/train.log, $SAVE/eval_valid.log, $SAVE/interactive.log
    data: $DATA (sentencepiece model $SPM/spm.model)
 SUMMARY
