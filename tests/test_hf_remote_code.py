@@ -144,6 +144,26 @@ def test_native_mega_still_loads_without_trust_remote_code(chunked_lm_export):
     assert (logits - torch.load(ref)["logits"][:, :8]).abs().max() <= 1e-5
 
 
+def test_a_row_of_padding_only_leaves_the_other_rows_alone(chunked_lm_export):
+    """A batch row with no token at all (attention_mask all 0) is computed without error and changes nothing in
+    the other rows (a left-padded one and a full one), in a forward pass and while decoding."""
+    from transformers import AutoModelForCausalLM
+
+    export_dir, _ = chunked_lm_export
+    model = AutoModelForCausalLM.from_pretrained(str(export_dir), trust_remote_code=True).eval()
+    ids = torch.tensor([[1, 1, 1, 1, 1], [2, 5, 6, 7, 8], [1, 1, 2, 5, 6]])
+    mask = ids.ne(1).long()
+    settings = dict(max_new_tokens=4, do_sample=False, pad_token_id=1, eos_token_id=None)
+    with torch.no_grad():
+        logits = model(ids, attention_mask=mask).logits
+        together = model.generate(ids, attention_mask=mask, **settings)
+        assert logits.isfinite().all()
+        for row, start in ((1, 0), (2, 2)):
+            alone = ids[row : row + 1, start:]
+            assert (logits[row, start:] - model(alone).logits[0]).abs().max() <= 1e-5
+            assert torch.equal(together[row, start:], model.generate(alone, **settings)[0])
+
+
 @pytest.mark.skipif(not Path(HF5_PYTHON).exists(), reason="no transformers 5 env (scripts/test.sh builds .venv-hf5)")
 def test_model_code_matches_fairseq_and_generates_on_transformers_5(chunked_lm_export):
     export_dir, ref = chunked_lm_export

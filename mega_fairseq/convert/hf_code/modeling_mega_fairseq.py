@@ -184,8 +184,11 @@ class MegaFairseqCache:
 
 def phase_groups(padding_mask: Optional[torch.Tensor], batch: int, chunk: Optional[int]) -> List[CacheGroup]:
     """Groups of rows decoded together: with a chunk size, rows whose left padding is congruent modulo the chunk
-    (that many leading columns are dropped for them, so their tokens start a chunk); else one group."""
+    (that many leading columns are dropped for them, so their tokens start a chunk); else one group.  The
+    first call of a stream (position 0) keeps at least one column of every row: shift < its length."""
     lead = leading_padding(padding_mask, batch)
+    if padding_mask is not None:  # a row of padding only is not realigned (it has no first token)
+        lead = lead.masked_fill(lead >= padding_mask.size(1), 0)
     shift = lead % chunk if chunk else torch.zeros_like(lead)
     return [CacheGroup(int(r), (shift == r).nonzero().squeeze(1)) for r in torch.unique(shift).tolist()]
 
