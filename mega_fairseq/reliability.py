@@ -62,6 +62,7 @@ import textwrap
 import zipfile
 from pathlib import Path
 
+from .data.prepare_cli import count_lines
 from .fairseq_patches import PATCH_MARK, patch_once
 
 logger = logging.getLogger(__name__)
@@ -320,14 +321,6 @@ def _patch_cpu_overflow():
 
 
 # ----------------------------------------------------------------------------- parallel data
-def count_lines(path) -> int:
-    """Number of lines (a last line without a newline counts)."""
-    count, last = 0, b"\n"
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            count += chunk.count(b"\n")
-            last = chunk[-1:]
-    return count + (last != b"\n")
 
 
 def check_parallel_files(pairs, fix="make both files hold one sentence per line, aligned"):

@@ -18,7 +18,7 @@ ALLOWED = {
     "tasks": {"models", "data", "metrics", "plugin"},
     "convert": {"models", "modules", "plugin", "fairseq_patches", "reliability"},
     "fairseq_patches": set(),
-    "reliability": {"fairseq_patches"},
+    "reliability": {"fairseq_patches", "data"},
     "plugin": {"fairseq_patches", "reliability"},  # imports the registering modules by name (REGISTERING_MODULES)
     "qa_inference": {"data", "plugin"},
     "testing": {"convert", "modules"},

@@ -13,15 +13,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-
-def count_lines(path) -> int:
-    """Number of lines of a text file (a last line without a newline counts)."""
-    count, last = 0, b"\n"
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            count += chunk.count(b"\n")
-            last = chunk[-1:]
-    return count + (last != b"\n")
+from ..data.prepare_cli import count_lines
 
 
 def check_training_text(paths):

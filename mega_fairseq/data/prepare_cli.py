@@ -3,8 +3,9 @@
 Each script reads raw train/valid/test files, writes token (and label) text files under
 ``--destdir``, then binarizes them with fairseq-preprocess (`binarize.preprocess_args` / `binarize.run`).
 This module holds what is the same in all of them: the split/tokenizer/dictionary/binarize options
-(`build_parser`), the splits that were given (`given_splits`), and the ``error: ...`` exit on a
-ValueError from bad input (`run_main`).
+(`build_parser`), the splits that were given (`given_splits`), the ``error: ...`` exit on a
+ValueError from bad input (`run_main`), and the line count of a text file (`count_lines`, also used by
+`mega-spm-prepare` and fairseq-preprocess's parallel-file check).
 """
 
 import argparse
@@ -12,6 +13,16 @@ from pathlib import Path
 from typing import Callable, Dict, Optional
 
 SPLITS = ("train", "valid", "test")
+
+
+def count_lines(path) -> int:
+    """Number of lines of a text file (a last line without a newline counts)."""
+    count, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            count += chunk.count(b"\n")
+            last = chunk[-1:]
+    return count + (last != b"\n")
 
 
 def build_parser(doc: str, add_task_arguments: Optional[Callable[[argparse.ArgumentParser], None]] = None):
