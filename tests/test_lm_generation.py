@@ -37,6 +37,7 @@ def run(generator, prefix):
         {"decoder_chunk_size": -1},
         {"decoder_chunk_size": 4, "attention_activation_fn": "laplace"},
         {"decoder_chunk_size": 4, "attention_activation_fn": "relu2", "rel_pos_bias": "simple"},
+        {"decoder_chunk_size": 4, "truncation_length": 3},  # sequences 4x longer than the EMA truncation
     ],
 )
 def test_beam_search_incremental_equals_recompute(overrides):
